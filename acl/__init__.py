@@ -1,0 +1,1 @@
+"""Principals, authentication, the ACL model and the permission filter as plain data."""

@@ -1,0 +1,1 @@
+"""The FastAPI app: wires acl + retrieval + inference behind an OpenAI-compatible API."""

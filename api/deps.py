@@ -1,0 +1,61 @@
+"""Small accessors that route handlers declare as typed dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from opentelemetry import trace
+
+from acl.models import Principal
+from api.answering import Answerer
+from api.services import Services
+from core.errors import Unauthenticated
+from retrieval.service import Retriever
+
+_tracer = trace.get_tracer("headwater.api")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_principal(request: Request, services: ServicesDep) -> Principal:
+    """Authenticate ``Authorization: Bearer <key>``; the span never records the key."""
+    with _tracer.start_as_current_span("acl.resolve") as span:
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            span.set_attribute("headwater.auth.outcome", "missing")
+            raise Unauthenticated(
+                "missing credentials: send 'Authorization: Bearer <API key>'",
+                code="missing_api_key",
+            )
+        try:
+            principal = services.authenticator.authenticate(credential.strip())
+        except Unauthenticated:
+            span.set_attribute("headwater.auth.outcome", "rejected")
+            raise
+        span.set_attribute("headwater.auth.outcome", "ok")
+        span.set_attribute("headwater.tenant", principal.tenant)
+        span.set_attribute("enduser.id", principal.user_id)
+        span.set_attribute("headwater.principal.groups", len(principal.groups))
+        return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_retriever(services: ServicesDep) -> Retriever:
+    return services.retriever
+
+
+def get_answerer(services: ServicesDep) -> Answerer:
+    return services.answerer
+
+
+RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+AnswererDep = Annotated[Answerer, Depends(get_answerer)]

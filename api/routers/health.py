@@ -1,0 +1,66 @@
+"""Liveness, readiness and the model list."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import ServicesDep, get_principal
+from inference.router import ALIASES
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+@router.get("/healthz")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(services: ServicesDep) -> JSONResponse:
+    """Ready when the store answers, Kafka is reachable and every model server is healthy."""
+    checks: dict[str, bool] = {}
+    try:
+        await asyncio.to_thread(services.store.count)
+        checks["store"] = True
+    except Exception:  # noqa: BLE001 - any store failure means not ready
+        checks["store"] = False
+    checks["kafka"] = await asyncio.to_thread(services.producer.reachable)
+    for tier, backend in services.router.backends.items():
+        checks[f"llm_{tier}"] = await backend.healthy()
+    ready = all(checks.values())
+    return JSONResponse(
+        {
+            "status": "ready" if ready else "not_ready",
+            "checks": checks,
+            "ingest": services.ingest_enabled,
+        },
+        status_code=200 if ready else 503,
+    )
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str = "headwater"
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelCard]
+
+
+@router.get("/v1/models", dependencies=[Depends(get_principal)])
+async def models(services: ServicesDep) -> ModelList:
+    now = int(time.time())
+    ids = [*ALIASES, *services.router.served_models()]
+    return ModelList(data=[ModelCard(id=model_id, created=now) for model_id in ids])

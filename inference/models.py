@@ -1,0 +1,76 @@
+"""The OpenAI chat-completions wire types we accept (a strict subset of OpenAI's schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from acl.filter import RequestFilter
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message as plain text (text parts of a multi-part message, joined)."""
+        if isinstance(self.content, list):
+            return "\n".join(
+                str(part.get("text", "")) for part in self.content if part.get("type") == "text"
+            )
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class RetrievalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    top_k: int | None = Field(None, ge=1)
+    filter: RequestFilter | None = None
+
+
+class HeadwaterOptions(BaseModel):
+    """The ``headwater`` extension object of a request body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retrieval: RetrievalOptions = Field(default_factory=RetrievalOptions)
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = "auto"
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="Only n=1 is served.")
+    user: str | None = None
+    headwater: HeadwaterOptions = Field(default_factory=HeadwaterOptions)
+
+
+class Citation(BaseModel):
+    doc_id: str
+    chunk_no: int
+    title: str | None = None
+    uri: str | None = None
+    score: float
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0

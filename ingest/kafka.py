@@ -1,0 +1,185 @@
+"""Kafka adapter on confluent-kafka: an idempotent producer and the topic admin.
+
+The only module of ours that imports ``confluent_kafka``. Producers use
+``enable.idempotence=true`` and ``acks=all`` (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from core.errors import UpstreamUnavailable
+from core.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where an acknowledged message landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+_DeliveryCallback = Callable[[str | None, Delivered | None], None]
+
+
+def producer_config(bootstrap: str) -> dict[str, str | int | bool]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 30000,
+        "client.id": "headwater",
+    }
+
+
+class KafkaProducer:
+    """An idempotent producer. ``send`` (sync) and ``send_async`` return once the broker
+    has acknowledged the message, so a caller never reports a send it did not see land."""
+
+    def __init__(self, bootstrap: str):
+        self._producer = Producer(producer_config(bootstrap))
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def produce(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+        on_done: _DeliveryCallback,
+    ) -> None:
+        """Queue one message; ``on_done(error, delivered)`` runs on the poll thread."""
+
+        def callback(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                on_done(error.str(), None)
+                return
+            on_done(None, Delivered(topic, message.partition() or 0, message.offset() or 0))
+
+        try:
+            self._producer.produce(
+                topic, key=key, value=value, headers=list(headers), on_delivery=callback
+            )
+        except BufferError:
+            self._producer.flush(5)
+            self._producer.produce(
+                topic, key=key, value=value, headers=list(headers), on_delivery=callback
+            )
+        except KafkaException as exc:
+            raise UpstreamUnavailable(f"Kafka refused the message: {exc}") from exc
+
+    def send(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+    ) -> Delivered:
+        """Produce and block until acknowledged (raises ``UpstreamUnavailable`` if not)."""
+        done = threading.Event()
+        result: list[Delivered | str] = []
+
+        def on_done(error: str | None, delivered: Delivered | None) -> None:
+            result.append(delivered if delivered else error or "unknown error")
+            done.set()
+
+        self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
+        done.wait()
+        return _delivered_or_raise(result[0])
+
+    async def send_async(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+    ) -> Delivered:
+        """Produce and await the acknowledgement without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Delivered | str] = loop.create_future()
+
+        def on_done(error: str | None, delivered: Delivered | None) -> None:
+            outcome: Delivered | str = delivered if delivered else error or "unknown error"
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+        self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
+        return _delivered_or_raise(await future)
+
+    def reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when the cluster answers a metadata request."""
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Wait for queued messages; returns how many are still undelivered."""
+        return int(self._producer.flush(timeout_s))
+
+    def close(self) -> None:
+        self.flush()
+        self._stop.set()
+        self._poller.join(timeout=5)
+
+
+def _settle(future: asyncio.Future[Delivered | str], outcome: Delivered | str) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+def _delivered_or_raise(outcome: Delivered | str) -> Delivered:
+    if isinstance(outcome, str):
+        raise UpstreamUnavailable(f"Kafka did not acknowledge the message: {outcome}")
+    return outcome
+
+
+def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Create the topics of ARCHITECTURE.md that do not exist yet; returns those created."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    wanted = {
+        settings.documents_topic: {"retention.ms": str(settings.documents_retention_ms)},
+        settings.dlq_topic: {"retention.ms": str(settings.dlq_retention_ms)},
+        settings.principals_topic: {"cleanup.policy": "compact"},
+        settings.audit_topic: {"retention.ms": str(settings.audit_retention_ms)},
+    }
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise UpstreamUnavailable(
+            f"Kafka at {settings.kafka_bootstrap} is not reachable: {exc}"
+        ) from exc
+    missing = [
+        NewTopic(
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication,
+            config=config,
+        )
+        for name, config in wanted.items()
+        if name not in existing
+    ]
+    created: list[str] = []
+    for name, future in (admin.create_topics(missing) if missing else {}).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    if created:
+        _log.info("created topics %s", created)
+    return created

@@ -1,0 +1,95 @@
+"""Assembles the ingest pipeline (writer, handler, faust app) over opened clients."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import faust
+
+from core.settings import Settings
+from ingest.chunking import Chunker
+from ingest.kafka import KafkaProducer, ensure_topics
+from ingest.service import DocumentEventHandler
+from ingest.worker import KafkaDeadLetters, build_faust_app, ingest_running
+from ingest.writer import IndexWriter
+from retrieval.embedding import Embedder, SentenceTransformerEmbedder
+from retrieval.store import VectorStore, open_store
+
+_log = logging.getLogger(__name__)
+
+
+def build_writer(settings: Settings, *, store: VectorStore, embedder: Embedder) -> IndexWriter:
+    """The index writer, with chunks sized to the embedding model's window."""
+    # Two special tokens ([CLS], [SEP]) share the model's window with the chunk.
+    chunk_tokens = min(settings.chunk_tokens, embedder.max_tokens - 2)
+    chunker = Chunker(
+        embedder.token_offsets,
+        max_tokens=chunk_tokens,
+        overlap_tokens=min(settings.chunk_overlap_tokens, chunk_tokens // 2),
+    )
+    return IndexWriter(
+        store=store, embedder=embedder, chunker=chunker, collection=settings.collection
+    )
+
+
+@asynccontextmanager
+async def ingest_worker(
+    settings: Settings, *, store: VectorStore, embedder: Embedder, producer: KafkaProducer
+) -> AsyncIterator[faust.App]:
+    """Consume ``headwater.documents.v1`` on the current loop until the context exits."""
+    handler = DocumentEventHandler(
+        applier=build_writer(settings, store=store, embedder=embedder),
+        dead_letters=KafkaDeadLetters(producer, settings.dlq_topic),
+    )
+    async with ingest_running(build_faust_app(settings, handler)) as app:
+        yield app
+
+
+@dataclass
+class PipelineClients:
+    """The clients both the API and the worker need."""
+
+    store: VectorStore
+    embedder: Embedder
+    producer: KafkaProducer
+
+
+@asynccontextmanager
+async def open_pipeline_clients(settings: Settings) -> AsyncIterator[PipelineClients]:
+    """Load the embedder, open the store (creating its collection) and the producer,
+    and make sure the topics exist. Closed in reverse order."""
+    async with AsyncExitStack() as stack:
+        embedder = await asyncio.to_thread(
+            SentenceTransformerEmbedder,
+            settings.embedding_model_path,
+            model_name=settings.embedding_model,
+            batch_size=settings.embedding_batch_size,
+        )
+        store = open_store(settings)
+        stack.callback(store.close)
+        store.ensure_collection(dim=embedder.dim, model=embedder.model_name)
+        await asyncio.to_thread(ensure_topics, settings)
+        producer = KafkaProducer(settings.kafka_bootstrap)
+        stack.callback(producer.close)
+        yield PipelineClients(store=store, embedder=embedder, producer=producer)
+
+
+async def run_worker(settings: Settings) -> None:
+    """The standalone ``headwater worker`` process: consume until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with (
+        open_pipeline_clients(settings) as clients,
+        ingest_worker(
+            settings, store=clients.store, embedder=clients.embedder, producer=clients.producer
+        ),
+    ):
+        _log.info("ingest worker consuming %s", settings.documents_topic)
+        await stop.wait()

@@ -1,0 +1,1 @@
+"""The Qdrant collection schema, query embedding and ACL-filtered search."""

@@ -1,0 +1,154 @@
+"""Server adapter: a Qdrant server or cluster through ``qdrant-client``.
+
+The only module that imports ``qdrant_client``. Tests run it against the client's
+``:memory:`` mode, which stands in for a server (too slow to serve in production).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from acl.filter import MatchAny, PermissionFilter
+from retrieval.schema import PAYLOAD_INDEXES, VECTOR_NAME, ChunkPoint, Hit, versioned_collection
+
+
+class QdrantServerStore:
+    """The vector store on a Qdrant server, addressed through the collection alias."""
+
+    def __init__(self, client: QdrantClient, *, alias: str):
+        self._client = client
+        self._alias = alias
+
+    @classmethod
+    def connect(cls, url: str, *, api_key: str | None, alias: str) -> QdrantServerStore:
+        client = (
+            QdrantClient(location=url)
+            if url == ":memory:"
+            else QdrantClient(url=url, api_key=api_key)
+        )
+        return cls(client, alias=alias)
+
+    def ensure_collection(self, *, dim: int, model: str) -> None:
+        if self._client.collection_exists(self._alias):
+            return
+        name = versioned_collection(self._alias, model, dim)
+        if not self._client.collection_exists(name):
+            self._client.create_collection(
+                name,
+                vectors_config={
+                    VECTOR_NAME: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                },
+            )
+            with warnings.catch_warnings():
+                # Local mode warns that payload indexes have no effect there.
+                warnings.simplefilter("ignore", UserWarning)
+                for field, kind in PAYLOAD_INDEXES.items():
+                    self._client.create_payload_index(name, field, _index_schema(kind))
+        self._client.update_collection_aliases(
+            change_aliases_operations=[
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=name, alias_name=self._alias)
+                )
+            ]
+        )
+
+    def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        if not points:
+            return
+        self._client.upsert(
+            self._alias,
+            points=[
+                models.PointStruct(id=p.id, vector={VECTOR_NAME: p.vector}, payload=p.payload)
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete_document(self, tenant: str, doc_id: str, *, from_chunk: int = 0) -> None:
+        must: list[models.Condition] = [_match("tenant", tenant), _match("doc_id", doc_id)]
+        if from_chunk > 0:
+            must.append(models.FieldCondition(key="chunk_no", range=models.Range(gte=from_chunk)))
+        self._client.delete(
+            self._alias,
+            points_selector=models.FilterSelector(filter=models.Filter(must=must)),
+            wait=True,
+        )
+
+    def set_payload(self, tenant: str, doc_id: str, payload: dict[str, Any]) -> None:
+        self._client.set_payload(
+            self._alias,
+            payload=payload,
+            points=models.Filter(must=[_match("tenant", tenant), _match("doc_id", doc_id)]),
+            wait=True,
+        )
+
+    def search(
+        self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
+    ) -> list[Hit]:
+        response = self._client.query_points(
+            self._alias,
+            query=list(vector),
+            using=VECTOR_NAME,
+            query_filter=_permission_filter(permission),
+            limit=limit,
+            with_payload=True,
+        )
+        return [
+            Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
+            for p in response.points
+        ]
+
+    def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
+        must: list[models.Condition] = [
+            _match(key, value)
+            for key, value in (("tenant", tenant), ("doc_id", doc_id))
+            if value is not None
+        ]
+        return self._client.count(
+            self._alias, count_filter=models.Filter(must=must), exact=True
+        ).count
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _match(key: str, value: str | int | bool) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _narrowing(condition: MatchAny) -> models.FieldCondition:
+    if len(condition.values) == 1:
+        return _match(condition.key, condition.values[0])
+    return models.FieldCondition(
+        key=condition.key, match=models.MatchAny(any=[str(v) for v in condition.values])
+    )
+
+
+def _permission_filter(permission: PermissionFilter) -> models.Filter:
+    should: list[models.Condition] = [
+        _match("acl_public", True),
+        _match("acl_users", permission.user_id),
+    ]
+    if permission.groups:
+        should.append(
+            models.FieldCondition(
+                key="acl_groups", match=models.MatchAny(any=list(permission.groups))
+            )
+        )
+    must: list[models.Condition] = [_match("tenant", permission.tenant)]
+    must.extend(_narrowing(condition) for condition in permission.narrowing)
+    return models.Filter(must=must, should=should)
+
+
+def _index_schema(kind: str) -> models.PayloadSchemaType | models.KeywordIndexParams:
+    if kind == "tenant_keyword":
+        return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+    return {
+        "keyword": models.PayloadSchemaType.KEYWORD,
+        "bool": models.PayloadSchemaType.BOOL,
+        "integer": models.PayloadSchemaType.INTEGER,
+    }[kind]

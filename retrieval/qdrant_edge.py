@@ -1,0 +1,154 @@
+"""Embedded adapter: Qdrant's own engine in-process (``qdrant-edge-py``).
+
+An edge shard is one collection in one folder. The alias lives in ``aliases.json``
+beside the shards, so an embedding-model change can build a new shard and switch
+by rewriting one small file atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy
+import qdrant_edge as qe
+
+from acl.filter import MatchAny, PermissionFilter
+from retrieval.schema import PAYLOAD_INDEXES, VECTOR_NAME, ChunkPoint, Hit, versioned_collection
+
+
+class EdgeStore:
+    """The vector store on an embedded Qdrant edge shard (one process owns the folder)."""
+
+    def __init__(self, root: Path, *, alias: str):
+        self._root = root
+        self._alias = alias
+        self._shard: qe.EdgeShard | None = None
+        self._write_lock = threading.Lock()
+        target = self._read_aliases().get(alias)
+        if target and (root / target).exists():
+            self._shard = qe.EdgeShard.load(str(root / target))
+
+    def ensure_collection(self, *, dim: int, model: str) -> None:
+        if self._shard is not None:
+            return
+        name = versioned_collection(self._alias, model, dim)
+        path = self._root / name
+        config = qe.EdgeConfig(
+            vectors={VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+        )
+        shard = (
+            qe.EdgeShard.load(str(path))
+            if path.exists()
+            else qe.EdgeShard.create(str(path), config)
+        )
+        for field, kind in PAYLOAD_INDEXES.items():
+            shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
+        self._write_aliases({**self._read_aliases(), self._alias: name})
+        self._shard = shard
+
+    def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        if not points:
+            return
+        operation = qe.UpdateOperation.upsert_points(
+            [qe.Point(p.id, {VECTOR_NAME: p.vector}, p.payload) for p in points]
+        )
+        with self._write_lock:
+            self._ready().update(operation)
+
+    def delete_document(self, tenant: str, doc_id: str, *, from_chunk: int = 0) -> None:
+        must: list[Any] = [_match("tenant", tenant), _match("doc_id", doc_id)]
+        if from_chunk > 0:
+            must.append(qe.FieldCondition("chunk_no", range=qe.RangeFloat(gte=from_chunk)))
+        with self._write_lock:
+            self._ready().update(qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=must)))
+
+    def set_payload(self, tenant: str, doc_id: str, payload: dict[str, Any]) -> None:
+        document = qe.Filter(must=[_match("tenant", tenant), _match("doc_id", doc_id)])
+        with self._write_lock:
+            self._ready().update(qe.UpdateOperation.set_payload_by_filter(document, payload))
+
+    def search(
+        self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
+    ) -> list[Hit]:
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(list(vector), using=VECTOR_NAME),
+            filter=_permission_filter(permission),
+            with_payload=True,
+        )
+        return [
+            Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
+            for p in self._ready().query(request)
+        ]
+
+    def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
+        must: list[Any] = [
+            _match(key, value)
+            for key, value in (("tenant", tenant), ("doc_id", doc_id))
+            if value is not None
+        ]
+        return self._ready().count(qe.CountRequest(filter=qe.Filter(must=must), exact=True))
+
+    def close(self) -> None:
+        if self._shard is not None:
+            with self._write_lock:
+                self._shard.flush()
+                self._shard.close()
+            self._shard = None
+
+    def _ready(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise RuntimeError("collection not created yet: call ensure_collection() first")
+        return self._shard
+
+    def _read_aliases(self) -> dict[str, str]:
+        path = self._root / "aliases.json"
+        return dict(json.loads(path.read_text())) if path.exists() else {}
+
+    def _write_aliases(self, aliases: dict[str, str]) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
+        tmp = self._root / "aliases.json.tmp"
+        tmp.write_text(json.dumps(aliases, indent=2))
+        os.replace(tmp, self._root / "aliases.json")
+
+
+def _match(key: str, value: str | int | bool) -> qe.FieldCondition:
+    if isinstance(value, bool):
+        # qdrant-edge-py 0.9 reads a Python bool as the integer 0/1, which never matches a
+        # bool payload; numpy's bool reaches the engine as a bool. The store contract
+        # suite (tests/integration/test_store_contract.py) pins this.
+        return qe.FieldCondition(key, match=qe.MatchValue(numpy.bool_(value)))
+    return qe.FieldCondition(key, match=qe.MatchValue(value))
+
+
+def _narrowing(condition: MatchAny) -> qe.FieldCondition:
+    if len(condition.values) == 1:
+        return _match(condition.key, condition.values[0])
+    return qe.FieldCondition(condition.key, match=qe.MatchAny([str(v) for v in condition.values]))
+
+
+def _permission_filter(permission: PermissionFilter) -> qe.Filter:
+    should: list[Any] = [
+        _match("acl_public", True),
+        _match("acl_users", permission.user_id),
+    ]
+    if permission.groups:
+        should.append(qe.FieldCondition("acl_groups", match=qe.MatchAny(list(permission.groups))))
+    must: list[Any] = [_match("tenant", permission.tenant)]
+    must.extend(_narrowing(condition) for condition in permission.narrowing)
+    return qe.Filter(must=must, should=should)
+
+
+def _index_schema(kind: str) -> Any:
+    if kind == "tenant_keyword":
+        return qe.KeywordIndexParams(is_tenant=True)
+    return {
+        "keyword": qe.PayloadSchemaType.Keyword,
+        "bool": qe.PayloadSchemaType.Bool,
+        "integer": qe.PayloadSchemaType.Integer,
+    }[kind]

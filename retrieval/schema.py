@@ -1,0 +1,79 @@
+"""The collection schema. This module is its only owner (ARCHITECTURE.md, "Qdrant collection")."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+VECTOR_NAME = "dense"
+# A fixed namespace so every process derives the same point id for the same chunk.
+POINT_NAMESPACE = uuid.UUID("5b0c3f5e-3c4a-4d0e-9a55-6f1d3b7c2a10")
+
+RESERVED_KEYS = frozenset(
+    {
+        "tenant",
+        "doc_id",
+        "version",
+        "chunk_no",
+        "text",
+        "title",
+        "uri",
+        "source",
+        "acl_users",
+        "acl_groups",
+        "acl_public",
+        "indexed_at",
+        "content_sha256",
+        "metadata",
+    }
+)
+
+IndexKind = Literal["keyword", "tenant_keyword", "bool", "integer"]
+
+PAYLOAD_INDEXES: dict[str, IndexKind] = {
+    "tenant": "tenant_keyword",
+    "doc_id": "keyword",
+    "acl_users": "keyword",
+    "acl_groups": "keyword",
+    "acl_public": "bool",
+    "version": "integer",
+    "chunk_no": "integer",
+}
+
+
+def point_id(tenant: str, doc_id: str, chunk_no: int) -> str:
+    """UUIDv5 of ``{tenant}/{doc_id}/{chunk_no}``: a re-delivery overwrites, never duplicates."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{tenant}/{doc_id}/{chunk_no}"))
+
+
+def versioned_collection(alias: str, model: str, dim: int) -> str:
+    """The physical collection behind the alias, named after its embedding model."""
+    slug = "".join(ch if ch.isalnum() else "_" for ch in model.lower()).strip("_")
+    return f"{alias}__{slug}_{dim}"
+
+
+@dataclass(frozen=True)
+class ChunkPoint:
+    """One chunk ready to store: id, dense vector and the reserved payload."""
+
+    id: str
+    vector: list[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result; ``payload`` holds the reserved keys."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+    @property
+    def doc_id(self) -> str:
+        return str(self.payload["doc_id"])
+
+    @property
+    def chunk_no(self) -> int:
+        return int(self.payload["chunk_no"])

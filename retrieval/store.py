@@ -1,0 +1,55 @@
+"""The vector-store interface. Two adapters implement it: ``qdrant_edge`` and ``qdrant``.
+
+Methods are synchronous (both engines answer in milliseconds); async callers run them
+in a worker thread. Search takes a :class:`PermissionFilter` and nothing else, so no
+caller can reach the store's search without the caller's tenant and ACL clauses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from acl.filter import PermissionFilter
+from core.settings import Settings
+from retrieval.schema import ChunkPoint, Hit
+
+
+class VectorStore(Protocol):
+    """Permission-tagged chunk storage with ACL-filtered nearest-neighbour search."""
+
+    def ensure_collection(self, *, dim: int, model: str) -> None:
+        """Create the collection behind the alias, with its payload indexes, if missing."""
+
+    def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        """Insert or overwrite points (ids are deterministic, so re-delivery is harmless)."""
+
+    def delete_document(self, tenant: str, doc_id: str, *, from_chunk: int = 0) -> None:
+        """Delete a document's chunks numbered ``from_chunk`` and up (all by default)."""
+
+    def set_payload(self, tenant: str, doc_id: str, payload: dict[str, Any]) -> None:
+        """Overwrite the given payload keys on every chunk of a document."""
+
+    def search(
+        self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
+    ) -> list[Hit]:
+        """The ``limit`` nearest chunks that ``permission`` lets its principal see."""
+
+    def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
+        """Exact number of stored points, optionally for one tenant or one document."""
+
+    def close(self) -> None:
+        """Flush and release the store."""
+
+
+def open_store(settings: Settings) -> VectorStore:
+    """The server adapter when ``HEADWATER_QDRANT_URL`` is set, else the embedded engine."""
+    if settings.qdrant_url:
+        from retrieval.qdrant import QdrantServerStore
+
+        return QdrantServerStore.connect(
+            settings.qdrant_url, api_key=settings.qdrant_api_key, alias=settings.collection
+        )
+    from retrieval.qdrant_edge import EdgeStore
+
+    return EdgeStore(settings.store_path, alias=settings.collection)
