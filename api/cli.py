@@ -148,5 +148,54 @@ def _print_citations(out: Console, extension: dict[str, object]) -> None:
         out.print(f"  [{n}] {name} ({where})", markup=False)
 
 
+@app.command()
+def up(
+    api_port: Annotated[int, typer.Option(help="Port of the Headwater API.")] = 8000,
+    kafka_port: Annotated[int, typer.Option(help="Port of the Kafka broker.")] = 9092,
+    llm_port: Annotated[int, typer.Option(help="Port of the vLLM server.")] = 8001,
+) -> None:
+    """Start Kafka, the vLLM server and Headwater in the background; wait until healthy.
+
+    Needs 'make setup' first (virtualenvs, Kafka jars, the converted model).
+    """
+    from deploy.process import StackError
+    from deploy.stack import up as stack_up
+
+    try:
+        urls = stack_up(
+            api_port=api_port, kafka_port=kafka_port, llm_port=llm_port, say=console.print
+        )
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    for name, url in urls.items():
+        console.print(f"{name:>6}: {url}")
+    console.print("stop with: make down")
+
+
+@app.command()
+def down() -> None:
+    """Stop every process 'headwater up' started."""
+    from deploy.stack import down as stack_down
+
+    stack_down(say=console.print)
+
+
+@app.command()
+def status() -> None:
+    """Which parts of the local stack are running (exit 3 if any is not)."""
+    from deploy.stack import status as stack_status
+
+    states = stack_status()
+    for name, alive in states.items():
+        console.print(f"{name:>9}: {'running' if alive else 'stopped'}")
+    if not all(states.values()):
+        raise typer.Exit(3)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -60,16 +60,19 @@ class PipelineClients:
 
 
 @asynccontextmanager
-async def open_pipeline_clients(settings: Settings) -> AsyncIterator[PipelineClients]:
-    """Load the embedder, open the store (creating its collection) and the producer,
-    and make sure the topics exist. Closed in reverse order."""
+async def open_pipeline_clients(
+    settings: Settings, *, embedder: Embedder | None = None
+) -> AsyncIterator[PipelineClients]:
+    """Load the embedder (unless given one), open the store (creating its collection) and
+    the producer, and make sure the topics exist. Closed in reverse order."""
     async with AsyncExitStack() as stack:
-        embedder = await asyncio.to_thread(
-            SentenceTransformerEmbedder,
-            settings.embedding_model_path,
-            model_name=settings.embedding_model,
-            batch_size=settings.embedding_batch_size,
-        )
+        if embedder is None:
+            embedder = await asyncio.to_thread(
+                SentenceTransformerEmbedder,
+                settings.embedding_model_path,
+                model_name=settings.embedding_model,
+                batch_size=settings.embedding_batch_size,
+            )
         store = open_store(settings)
         stack.callback(store.close)
         store.ensure_collection(dim=embedder.dim, model=embedder.model_name)

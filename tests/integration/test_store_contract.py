@@ -63,7 +63,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStor
     opened.close()
 
 
-def _docs(store: VectorStore, principal: Principal, request: RequestFilter | None = None) -> set[str]:
+def _docs(
+    store: VectorStore, principal: Principal, request: RequestFilter | None = None
+) -> set[str]:
     permission = PermissionFilter.for_principal(principal, request)
     return {hit.doc_id for hit in store.search(_vector(1), permission=permission, limit=50)}
 
@@ -108,7 +110,9 @@ def test_upsert_overwrites_and_delete_removes_a_document(store: VectorStore) -> 
 
 
 def test_set_payload_replaces_the_acl_of_every_chunk(store: VectorStore) -> None:
-    store.set_payload("acme", "hr-salaries", {"acl_users": [], "acl_groups": ["finance"], "acl_public": False})
+    store.set_payload(
+        "acme", "hr-salaries", {"acl_users": [], "acl_groups": ["finance"], "acl_public": False}
+    )
     assert _docs(store, Principal(tenant="acme", user_id="c", groups=("hr",))) == {"handbook"}
     assert "hr-salaries" in _docs(store, Principal(tenant="acme", user_id="f", groups=("finance",)))
 

@@ -29,7 +29,9 @@ def test_plain_and_hashed_keys_resolve_to_their_principals(tmp_path: Path) -> No
 
 
 def test_unknown_key_is_rejected_without_detail(tmp_path: Path) -> None:
-    auth = ApiKeyAuthenticator.from_file(_write(tmp_path, [{"key": "k", "tenant": "t", "user_id": "u"}]))
+    auth = ApiKeyAuthenticator.from_file(
+        _write(tmp_path, [{"key": "k", "tenant": "t", "user_id": "u"}])
+    )
     with pytest.raises(Unauthenticated) as info:
         auth.authenticate("k2")
     assert info.value.message == "invalid API key"

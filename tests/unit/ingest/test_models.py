@@ -35,7 +35,9 @@ def test_valid_event_round_trips_with_the_schema_alias() -> None:
         ({"unknown": 1}, "unknown"),
     ],
 )
-def test_invalid_events_are_rejected_with_the_field_named(change: dict[str, object], problem: str) -> None:
+def test_invalid_events_are_rejected_with_the_field_named(
+    change: dict[str, object], problem: str
+) -> None:
     with pytest.raises(ValidationError) as info:
         DocumentEvent.model_validate({**VALID, **change})
     assert problem in str(info.value)

@@ -78,7 +78,9 @@ async def test_malformed_messages_go_to_the_dlq_with_a_reason() -> None:
 
 async def test_a_failure_while_applying_is_dead_lettered_not_dropped() -> None:
     sink = RecordingSink()
-    handler = DocumentEventHandler(applier=RecordingApplier(RuntimeError("store down")), dead_letters=sink)
+    handler = DocumentEventHandler(
+        applier=RecordingApplier(RuntimeError("store down")), dead_letters=sink
+    )
     assert await handler.handle(_message(json.dumps(EVENT).encode())) == "dead_lettered"
     assert sink.sent[0][1:] == ("store down", "RuntimeError")
 
@@ -89,7 +91,11 @@ async def test_process_span_continues_the_producer_trace(spans: InMemorySpanExpo
         headers = inject_headers()
     handler = DocumentEventHandler(applier=RecordingApplier(), dead_letters=RecordingSink())
     await handler.handle(_message(json.dumps(EVENT).encode(), headers=headers))
-    (process,) = [s for s in spans.get_finished_spans() if s.name == "process headwater.documents.v1"]
+    (process,) = [
+        s for s in spans.get_finished_spans() if s.name == "process headwater.documents.v1"
+    ]
     assert process.context.trace_id == producer.get_span_context().trace_id
-    assert process.parent is not None and process.parent.span_id == producer.get_span_context().span_id
+    assert (
+        process.parent is not None and process.parent.span_id == producer.get_span_context().span_id
+    )
     assert process.attributes["messaging.kafka.offset"] == 41

@@ -9,7 +9,10 @@ def test_point_ids_are_deterministic_uuids_per_chunk() -> None:
     first = point_id("acme", "doc", 0)
     assert first == point_id("acme", "doc", 0)
     assert uuid.UUID(first).version == 5
-    assert len({point_id("acme", "doc", 0), point_id("acme", "doc", 1), point_id("beta", "doc", 0)}) == 3
+    assert (
+        len({point_id("acme", "doc", 0), point_id("acme", "doc", 1), point_id("beta", "doc", 0)})
+        == 3
+    )
 
 
 def test_collection_is_named_after_its_model() -> None:

@@ -1,0 +1,1 @@
+"""Local-run scripts (Kafka, the LLM server, the stack) and deployment files."""
