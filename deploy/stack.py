@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.process import ManagedProcess, StackError, group_alive, http_ok, port_open, stop_group
+from deploy.process import (
+    ManagedProcess,
+    StackError,
+    free_port,
+    group_alive,
+    http_ok,
+    port_open,
+    stop_group,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 LLM_MODEL_NAME = "smollm2-135m-instruct"
@@ -37,13 +45,23 @@ class StackPaths:
 
 
 def kafka_process(
-    *, port: int, data_dir: Path, log_path: Path, pid_path: Path | None = None
+    *,
+    port: int,
+    data_dir: Path,
+    log_path: Path,
+    pid_path: Path | None = None,
+    controller_port: int | None = None,
 ) -> ManagedProcess:
     """A single-node KRaft broker on 127.0.0.1:``port`` (deploy/kafka/kafka.sh)."""
     return ManagedProcess(
         "kafka",
         [str(REPO / "deploy/kafka/kafka.sh"), "start", "--foreground"],
-        env={"KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir)},
+        env={
+            "KAFKA_PORT": str(port),
+            # A free port of its own: the script's default (port + 1) may be taken.
+            "KAFKA_CONTROLLER_PORT": str(controller_port or free_port()),
+            "KAFKA_DATA_DIR": str(data_dir),
+        },
         log_path=log_path,
         ready=port_open("127.0.0.1", port),
         pid_path=pid_path,
@@ -109,6 +127,7 @@ def up(
     processes = [
         kafka_process(
             port=kafka_port,
+            controller_port=kafka_port + 1,
             data_dir=paths.data_dir / "kafka",
             log_path=paths.run_dir / "kafka.log",
             pid_path=paths.run_dir / "kafka.pid",

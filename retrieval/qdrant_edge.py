@@ -122,7 +122,7 @@ def _match(key: str, value: str | int | bool) -> qe.FieldCondition:
         # qdrant-edge-py 0.9 reads a Python bool as the integer 0/1, which never matches a
         # bool payload; numpy's bool reaches the engine as a bool. The store contract
         # suite (tests/integration/test_store_contract.py) pins this.
-        return qe.FieldCondition(key, match=qe.MatchValue(numpy.bool_(value)))
+        return qe.FieldCondition(key, match=qe.MatchValue(numpy.bool_(value)))  # type: ignore[arg-type]
     return qe.FieldCondition(key, match=qe.MatchValue(value))
 
 

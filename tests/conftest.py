@@ -25,6 +25,12 @@ _provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
 trace.set_tracer_provider(_provider)
 
 
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """The session's in-memory exporter, as it is (not emptied)."""
+    return _EXPORTER
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """The in-memory exporter, emptied before the test."""

@@ -1,0 +1,49 @@
+# Headwater: two commands. `make up` sets up and starts the local stack; `make test` runs
+# the checks and the tests. Everything is installed by the project's own files and
+# cached after the first run (.venv, .venv-llm, .cache/).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.headwater-installed
+
+.PHONY: help setup up down status test test-unit lint clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> Headwater virtualenv ($(VENV))"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --progress-bar on -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)  ## Install everything: virtualenvs, Kafka jars, the LLM (cached).
+	@echo "==> Kafka jars"
+	deploy/kafka/kafka.sh fetch
+	@echo "==> LLM server virtualenv and model"
+	deploy/llm/setup.sh
+
+up: setup  ## Set up, start Kafka + vLLM + Headwater in the background, wait until healthy.
+	$(BIN)/headwater up
+
+down:  ## Stop the local stack; leaves no process behind.
+	@if [ -x $(BIN)/headwater ]; then $(BIN)/headwater down; else echo "nothing to stop"; fi
+
+status:  ## Show which parts of the local stack run.
+	$(BIN)/headwater status
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint  ## Lint, then unit, integration and e2e tests on the real components.
+	$(BIN)/pytest
+
+test-unit: $(STAMP)  ## Unit tests only (seconds, no processes).
+	$(BIN)/pytest tests/unit
+
+clean: down  ## Remove local state (.data, .run); keeps the caches and virtualenvs.
+	rm -rf .data .run

@@ -1,0 +1,58 @@
+"""The OpenAI-compatible backend client against a real vLLM server (CPU build)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import InvalidRequest
+from deploy.stack import LLM_MODEL_NAME
+from inference.router import Route
+from inference.service import ChatService
+from inference.vllm import OpenAIBackend
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = [{"role": "user", "content": "Name one colour of the sky."}]
+
+
+@pytest.fixture
+async def backend(llm_url: str) -> OpenAIBackend:
+    return OpenAIBackend(base_url=llm_url, model=LLM_MODEL_NAME, timeout_s=120)
+
+
+async def test_completion_returns_text_and_usage(backend: OpenAIBackend) -> None:
+    assert await backend.healthy()
+    result = await backend.complete(
+        {"model": LLM_MODEL_NAME, "messages": MESSAGES, "max_tokens": 16, "temperature": 0}
+    )
+    assert result["choices"][0]["message"]["content"].strip()
+    assert 0 < result["usage"]["completion_tokens"] <= 16
+
+
+async def test_stream_ends_with_usage_that_matches_the_chunks(backend: OpenAIBackend) -> None:
+    chunks = [
+        chunk
+        async for chunk in ChatService().stream(
+            Route("small", backend, "test"),
+            {"messages": MESSAGES, "max_tokens": 12, "temperature": 0},
+        )
+    ]
+    text = "".join(
+        choice["delta"].get("content") or "" for chunk in chunks for choice in chunk["choices"]
+    )
+    assert text.strip()
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] <= 12 and usage["prompt_tokens"] > 0
+
+
+async def test_a_request_vllm_rejects_becomes_an_invalid_request(backend: OpenAIBackend) -> None:
+    with pytest.raises(InvalidRequest):
+        await backend.complete(
+            {"model": LLM_MODEL_NAME, "messages": MESSAGES, "max_tokens": 10_000_000}
+        )
+
+
+async def test_unreachable_server_is_reported_as_unhealthy() -> None:
+    assert not await OpenAIBackend(
+        base_url="http://127.0.0.1:9/v1", model="x", timeout_s=1
+    ).healthy()
