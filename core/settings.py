@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     llm_large_model: str | None = None
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_max_tokens: int = Field(256, ge=1, description="Default completion budget.")
-    llm_context_tokens: int = Field(2048, ge=256, description="Served model's context window.")
+    llm_context_tokens: int = Field(
+        4096, ge=256, description="Served model's context window (serve.sh --max-model-len)."
+    )
 
     # Retrieval
     retrieval_top_k: int = Field(4, ge=1, le=50)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from core.errors import InvalidRequest
@@ -16,8 +18,10 @@ MESSAGES = [{"role": "user", "content": "Name one colour of the sky."}]
 
 
 @pytest.fixture
-async def backend(llm_url: str) -> OpenAIBackend:
-    return OpenAIBackend(base_url=llm_url, model=LLM_MODEL_NAME, timeout_s=120)
+async def backend(llm_url: str) -> AsyncIterator[OpenAIBackend]:
+    client = OpenAIBackend(base_url=llm_url, model=LLM_MODEL_NAME, timeout_s=120)
+    yield client
+    await client.aclose()
 
 
 async def test_completion_returns_text_and_usage(backend: OpenAIBackend) -> None:
@@ -53,6 +57,6 @@ async def test_a_request_vllm_rejects_becomes_an_invalid_request(backend: OpenAI
 
 
 async def test_unreachable_server_is_reported_as_unhealthy() -> None:
-    assert not await OpenAIBackend(
-        base_url="http://127.0.0.1:9/v1", model="x", timeout_s=1
-    ).healthy()
+    unreachable = OpenAIBackend(base_url="http://127.0.0.1:9/v1", model="x", timeout_s=1)
+    assert not await unreachable.healthy()
+    await unreachable.aclose()
