@@ -4,6 +4,7 @@ citations. Text never leaves through spans or logs."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from opentelemetry import trace
 
 from acl.filter import PermissionFilter
 from acl.models import Principal
+from api.errors import error_body
 from api.prompt import CHARS_PER_TOKEN, fit_sources, system_prompt
 from core.errors import HeadwaterError, InvalidRequest
 from core.settings import Settings
@@ -22,6 +24,7 @@ from inference.vllm import JSON
 from retrieval.schema import Hit
 from retrieval.service import Retriever
 
+_log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("headwater.api")
 
 
@@ -133,15 +136,11 @@ class Answerer:
             )
         except HeadwaterError as exc:
             yield _sse(
-                {
-                    "error": {
-                        "message": exc.message,
-                        "type": exc.error_type,
-                        "param": exc.param,
-                        "code": exc.code,
-                    }
-                }
+                error_body(exc.message, error_type=exc.error_type, param=exc.param, code=exc.code)
             )
+        except Exception:
+            _log.exception("chat stream failed after it started")
+            yield _sse(error_body("internal server error", error_type="server_error"))
         yield "data: [DONE]\n\n"
 
 
