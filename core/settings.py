@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
     audit_retention_ms: int = 365 * 24 * 3600 * 1000
     consumer_group: str = "headwater-ingest"
+    ingest_batch_max: int = Field(64, ge=1, description="Events embedded together at most.")
+    ingest_batch_window_s: float = Field(
+        0.005, gt=0, description="How long a batch waits to fill before it is processed."
+    )
+    ingest_max_attempts: int = Field(5, ge=1, description="Tries before an event is dead-lettered.")
+    ingest_transient_budget_s: float = Field(
+        1800.0, gt=0, description="How long store/model outages are retried before the DLQ."
+    )
 
     # Vector store: embedded engine unless a server URL is set.
     qdrant_url: str | None = None

@@ -14,7 +14,7 @@ import faust
 from core.settings import Settings
 from ingest.chunking import Chunker
 from ingest.kafka import KafkaProducer, ensure_topics
-from ingest.service import DocumentEventHandler
+from ingest.service import DocumentEventHandler, RetryPolicy
 from ingest.worker import KafkaDeadLetters, build_faust_app, ingest_running
 from ingest.writer import IndexWriter
 from retrieval.embedding import Embedder, SentenceTransformerEmbedder
@@ -43,8 +43,12 @@ async def ingest_worker(
 ) -> AsyncIterator[faust.App]:
     """Consume ``headwater.documents.v1`` on the current loop until the context exits."""
     handler = DocumentEventHandler(
-        applier=build_writer(settings, store=store, embedder=embedder),
+        writer=build_writer(settings, store=store, embedder=embedder),
         dead_letters=KafkaDeadLetters(producer, settings.dlq_topic),
+        retry=RetryPolicy(
+            max_attempts=settings.ingest_max_attempts,
+            transient_budget_s=settings.ingest_transient_budget_s,
+        ),
     )
     async with ingest_running(build_faust_app(settings, handler)) as app:
         yield app

@@ -1,8 +1,10 @@
 """The faust-streaming adapter: one agent on ``headwater.documents.v1``.
 
-faust acks a message once the agent moves past it, so the handler must finish (apply
-or dead-letter, both awaited) before the loop takes the next event; offsets are then
-committed by faust in the background.
+The agent takes events in batches (up to ``ingest_batch_max`` within
+``ingest_batch_window_s``) so one embedding call serves many documents. faust acks a
+batch's events only when the agent asks for the next batch, i.e. after the handler has
+applied or dead-lettered every one of them; offsets are committed after that. A crash
+before then re-delivers the batch, and re-applying it is harmless.
 """
 
 from __future__ import annotations
@@ -58,21 +60,26 @@ def build_faust_app(settings: Settings, handler: DocumentEventHandler) -> faust.
     )
 
     async def documents(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            await handler.handle(
-                RawMessage(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=tuple(_headers(message.headers)),
-                )
-            )
+        batches = stream.take_events(
+            settings.ingest_batch_max, within=settings.ingest_batch_window_s
+        )
+        async for events in batches:
+            await handler.handle_batch([_raw(event.message) for event in events])
 
     app.agent(topic, name="headwater.ingest.documents")(documents)
     return app
+
+
+def _raw(message: Any) -> RawMessage:
+    return RawMessage(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple(_headers(message.headers)),
+        timestamp_s=message.timestamp,
+    )
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:

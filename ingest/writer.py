@@ -1,21 +1,49 @@
-"""Applies document events to the vector store: chunk, embed, upsert (or delete / re-ACL)."""
+"""Applies document events to the vector store, in order and idempotently.
+
+Versions: an event not newer than the document's applied version is skipped (stale).
+The applied version of every document, deletes included (tombstones), is recorded in
+the store's state collection *after* its chunks are written, so a crash in between
+re-applies the event on redelivery instead of skipping it.
+
+Work is shared across a batch: every upsert's chunks are embedded in one call.
+Unchanged text (same SHA-256) is never re-embedded; an ACL change never is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 
-from ingest.chunking import Chunker
+from ingest.chunking import Chunk, Chunker
 from ingest.models import DocumentEvent
 from retrieval.embedding import Embedder
-from retrieval.schema import ChunkPoint, point_id
+from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, point_id
 from retrieval.store import VectorStore
 
 _tracer = trace.get_tracer("headwater.ingest")
+
+Outcome = Literal["applied", "stale"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: Outcome
+    chunks_embedded: int = 0
+
+
+@dataclass
+class _Plan:
+    event: DocumentEvent
+    ctx: context.Context
+    kind: Literal["stale", "delete", "acl", "refresh", "embed"]
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: list[list[float]] = field(default_factory=list)
 
 
 def acl_payload(event: DocumentEvent) -> dict[str, Any]:
@@ -26,9 +54,29 @@ def acl_payload(event: DocumentEvent) -> dict[str, Any]:
     }
 
 
+def _sha(event: DocumentEvent) -> str:
+    return hashlib.sha256((event.text or "").encode()).hexdigest()
+
+
+def _document_payload(event: DocumentEvent) -> dict[str, Any]:
+    """The reserved payload keys shared by every chunk of a document (text aside)."""
+    return {
+        "tenant": event.tenant,
+        "doc_id": event.doc_id,
+        "version": event.version,
+        "title": event.title,
+        "uri": event.uri,
+        "source": event.source,
+        **acl_payload(event),
+        "indexed_at": datetime.now(UTC).isoformat(),
+        "content_sha256": _sha(event),
+        # Free-form metadata lives under its own key: it can never overwrite a reserved one.
+        "metadata": dict(event.metadata),
+    }
+
+
 class IndexWriter:
-    """Turns one validated event into store operations. Re-applying an event is harmless:
-    point ids are deterministic and chunks past the new end are removed."""
+    """Turns validated events into store operations; see the module docstring."""
 
     def __init__(
         self, *, store: VectorStore, embedder: Embedder, chunker: Chunker, collection: str
@@ -38,60 +86,127 @@ class IndexWriter:
         self._chunker = chunker
         self._collection = collection
 
-    async def apply(self, event: DocumentEvent) -> int:
-        """Apply ``event``; returns the number of chunks written."""
-        if event.op == "delete":
-            await asyncio.to_thread(self._store.delete_document, event.tenant, event.doc_id)
-            return 0
-        if event.op == "acl":
-            await asyncio.to_thread(
-                self._store.set_payload, event.tenant, event.doc_id, acl_payload(event)
-            )
-            return 0
-        return await self._upsert(event)
+    async def apply(self, event: DocumentEvent) -> WriteResult:
+        """Apply one event in the current trace context."""
+        (result,) = await self.apply_batch([(event, context.get_current())])
+        return result
 
-    async def _upsert(self, event: DocumentEvent) -> int:
-        text = event.text or ""
-        with _tracer.start_as_current_span("ingest.chunk") as span:
-            chunks = self._chunker.split(text)
+    async def apply_batch(
+        self, items: Sequence[tuple[DocumentEvent, context.Context]]
+    ) -> list[WriteResult]:
+        """Apply events in order. Each comes with the trace context of its own
+        ``process`` span; shared work (one embedding call) goes under the first."""
+        keys = list(dict.fromkeys((event.tenant, event.doc_id) for event, _ in items))
+        states = await asyncio.to_thread(self._store.document_states, keys)
+        plans = [self._plan(event, ctx, states) for event, ctx in items]
+        await self._embed([plan for plan in plans if plan.kind == "embed"])
+        touched: dict[DocumentKey, DocumentState] = {}
+        for plan in plans:
+            if plan.kind != "stale":
+                await self._write(plan)
+                key = (plan.event.tenant, plan.event.doc_id)
+                touched[key] = states[key]
+        await asyncio.to_thread(self._store.put_document_states, touched)
+        return [
+            WriteResult("stale" if plan.kind == "stale" else "applied", len(plan.vectors))
+            for plan in plans
+        ]
+
+    def _plan(
+        self,
+        event: DocumentEvent,
+        ctx: context.Context,
+        states: dict[DocumentKey, DocumentState],
+    ) -> _Plan:
+        """Decide what the event needs, updating ``states`` as if it were applied."""
+        key = (event.tenant, event.doc_id)
+        state = states.get(key)
+        if state is not None and event.version <= state.version:
+            return _Plan(event, ctx, "stale")
+        if event.op == "delete":
+            states[key] = DocumentState(event.version, deleted=True)
+            return _Plan(event, ctx, "delete")
+        if event.op == "acl":
+            states[key] = DocumentState(
+                event.version,
+                deleted=state.deleted if state else False,
+                content_sha256=state.content_sha256 if state else None,
+            )
+            return _Plan(event, ctx, "acl")
+        sha = _sha(event)
+        states[key] = DocumentState(event.version, content_sha256=sha)
+        if state is not None and not state.deleted and state.content_sha256 == sha:
+            return _Plan(event, ctx, "refresh")
+        with _tracer.start_as_current_span("ingest.chunk", context=ctx) as span:
+            chunks = self._chunker.split(event.text or "")
             span.set_attribute("headwater.chunk.count", len(chunks))
-        inputs = [f"{event.title}\n{c.text}" if event.title else c.text for c in chunks]
+        return _Plan(event, ctx, "embed", chunks=chunks)
+
+    async def _embed(self, plans: list[_Plan]) -> None:
+        inputs = [
+            f"{plan.event.title}\n{chunk.text}" if plan.event.title else chunk.text
+            for plan in plans
+            for chunk in plan.chunks
+        ]
+        if not inputs:
+            return
+        links = [trace.Link(trace.get_current_span(p.ctx).get_span_context()) for p in plans[1:]]
         with _tracer.start_as_current_span(
-            f"embeddings {self._embedder.model_name}", kind=trace.SpanKind.CLIENT
+            f"embeddings {self._embedder.model_name}",
+            context=plans[0].ctx,
+            kind=trace.SpanKind.CLIENT,
+            links=links,
         ) as span:
             span.set_attribute("gen_ai.operation.name", "embeddings")
             span.set_attribute("gen_ai.request.model", self._embedder.model_name)
             span.set_attribute("headwater.embeddings.inputs", len(inputs))
+            span.set_attribute("headwater.embeddings.documents", len(plans))
             vectors = await asyncio.to_thread(self._embedder.embed, inputs)
-        base = {
-            "tenant": event.tenant,
-            "doc_id": event.doc_id,
-            "version": event.version,
-            "title": event.title,
-            "uri": event.uri,
-            "source": event.source,
-            **acl_payload(event),
-            "indexed_at": datetime.now(UTC).isoformat(),
-            "content_sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "metadata": dict(event.metadata),
-        }
-        points = [
-            ChunkPoint(
-                id=point_id(event.tenant, event.doc_id, chunk.chunk_no),
-                vector=vector,
-                payload={**base, "chunk_no": chunk.chunk_no, "text": chunk.text},
-            )
-            for chunk, vector in zip(chunks, vectors, strict=True)
-        ]
+        start = 0
+        for plan in plans:
+            plan.vectors = vectors[start : start + len(plan.chunks)]
+            start += len(plan.chunks)
+
+    async def _write(self, plan: _Plan) -> None:
+        event = plan.event
         with _tracer.start_as_current_span(
-            f"upsert {self._collection}", kind=trace.SpanKind.CLIENT
+            f"{'delete' if plan.kind == 'delete' else 'upsert'} {self._collection}",
+            context=plan.ctx,
+            kind=trace.SpanKind.CLIENT,
         ) as span:
             span.set_attribute("db.system.name", "qdrant")
-            span.set_attribute("db.operation.name", "upsert")
             span.set_attribute("db.collection.name", self._collection)
-            span.set_attribute("db.operation.batch.size", len(points))
-            await asyncio.to_thread(self._store.upsert, points)
-            await asyncio.to_thread(
-                self._store.delete_document, event.tenant, event.doc_id, from_chunk=len(points)
-            )
-        return len(points)
+            span.set_attribute("headwater.write.kind", plan.kind)
+            if plan.kind == "delete":
+                span.set_attribute("db.operation.name", "delete")
+                await asyncio.to_thread(self._store.delete_document, event.tenant, event.doc_id)
+            elif plan.kind == "acl":
+                span.set_attribute("db.operation.name", "set_payload")
+                await asyncio.to_thread(
+                    self._store.set_payload, event.tenant, event.doc_id, acl_payload(event)
+                )
+            elif plan.kind == "refresh":
+                span.set_attribute("db.operation.name", "set_payload")
+                await asyncio.to_thread(
+                    self._store.set_payload, event.tenant, event.doc_id, _document_payload(event)
+                )
+            else:
+                span.set_attribute("db.operation.name", "upsert")
+                span.set_attribute("db.operation.batch.size", len(plan.vectors))
+                await asyncio.to_thread(self._upsert, plan)
+
+    def _upsert(self, plan: _Plan) -> None:
+        event = plan.event
+        base = _document_payload(event)
+        self._store.upsert(
+            [
+                ChunkPoint(
+                    id=point_id(event.tenant, event.doc_id, chunk.chunk_no),
+                    vector=vector,
+                    payload={**base, "chunk_no": chunk.chunk_no, "text": chunk.text},
+                )
+                for chunk, vector in zip(plan.chunks, plan.vectors, strict=True)
+            ]
+        )
+        # A new version with fewer chunks leaves no orphans behind.
+        self._store.delete_document(event.tenant, event.doc_id, from_chunk=len(plan.vectors))

@@ -7,13 +7,23 @@ The only module that imports ``qdrant_client``. Tests run it against the client'
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 
 from acl.filter import MatchAny, PermissionFilter
-from retrieval.schema import PAYLOAD_INDEXES, VECTOR_NAME, ChunkPoint, Hit, versioned_collection
+from retrieval.schema import (
+    PAYLOAD_INDEXES,
+    VECTOR_NAME,
+    ChunkPoint,
+    DocumentKey,
+    DocumentState,
+    Hit,
+    state_collection,
+    state_point_id,
+    versioned_collection,
+)
 
 
 class QdrantServerStore:
@@ -22,6 +32,7 @@ class QdrantServerStore:
     def __init__(self, client: QdrantClient, *, alias: str):
         self._client = client
         self._alias = alias
+        self._states: str | None = None
 
     @classmethod
     def connect(cls, url: str, *, api_key: str | None, alias: str) -> QdrantServerStore:
@@ -33,9 +44,17 @@ class QdrantServerStore:
         return cls(client, alias=alias)
 
     def ensure_collection(self, *, dim: int, model: str) -> None:
+        name = self._alias_target() or versioned_collection(self._alias, model, dim)
+        self._states = state_collection(name)
+        if not self._client.collection_exists(self._states):
+            self._client.create_collection(
+                self._states,
+                vectors_config={
+                    _STATE_VECTOR: models.VectorParams(size=1, distance=models.Distance.DOT)
+                },
+            )
         if self._client.collection_exists(self._alias):
             return
-        name = versioned_collection(self._alias, model, dim)
         if not self._client.collection_exists(name):
             self._client.create_collection(
                 name,
@@ -102,6 +121,47 @@ class QdrantServerStore:
             for p in response.points
         ]
 
+    def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
+        if not keys:
+            return {}
+        records = self._client.retrieve(
+            self._ready_states(), ids=[state_point_id(*key) for key in keys], with_payload=True
+        )
+        states = {}
+        for record in records:
+            payload = dict(record.payload or {})
+            states[(str(payload["tenant"]), str(payload["doc_id"]))] = DocumentState.from_payload(
+                payload
+            )
+        return states
+
+    def put_document_states(self, states: Mapping[DocumentKey, DocumentState]) -> None:
+        if not states:
+            return
+        self._client.upsert(
+            self._ready_states(),
+            points=[
+                models.PointStruct(
+                    id=state_point_id(*key),
+                    vector={_STATE_VECTOR: [1.0]},
+                    payload=state.to_payload(key),
+                )
+                for key, state in states.items()
+            ],
+            wait=True,
+        )
+
+    def _ready_states(self) -> str:
+        if self._states is None:
+            raise RuntimeError("collection not created yet: call ensure_collection() first")
+        return self._states
+
+    def _alias_target(self) -> str | None:
+        for alias in self._client.get_aliases().aliases:
+            if alias.alias_name == self._alias:
+                return alias.collection_name
+        return None
+
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         must: list[models.Condition] = [
             _match(key, value)
@@ -114,6 +174,9 @@ class QdrantServerStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+_STATE_VECTOR = "state"
 
 
 def _match(key: str, value: str | int | bool) -> models.FieldCondition:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,17 @@ import numpy
 import qdrant_edge as qe
 
 from acl.filter import MatchAny, PermissionFilter
-from retrieval.schema import PAYLOAD_INDEXES, VECTOR_NAME, ChunkPoint, Hit, versioned_collection
+from retrieval.schema import (
+    PAYLOAD_INDEXES,
+    VECTOR_NAME,
+    ChunkPoint,
+    DocumentKey,
+    DocumentState,
+    Hit,
+    state_collection,
+    state_point_id,
+    versioned_collection,
+)
 
 
 class EdgeStore:
@@ -28,26 +38,24 @@ class EdgeStore:
         self._root = root
         self._alias = alias
         self._shard: qe.EdgeShard | None = None
+        self._states: qe.EdgeShard | None = None
         self._write_lock = threading.Lock()
         target = self._read_aliases().get(alias)
         if target and (root / target).exists():
             self._shard = qe.EdgeShard.load(str(root / target))
+            self._states = _open_shard(root / state_collection(target), _STATE_VECTORS)
 
     def ensure_collection(self, *, dim: int, model: str) -> None:
         if self._shard is not None:
             return
         name = versioned_collection(self._alias, model, dim)
-        path = self._root / name
-        config = qe.EdgeConfig(
-            vectors={VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
-        )
-        shard = (
-            qe.EdgeShard.load(str(path))
-            if path.exists()
-            else qe.EdgeShard.create(str(path), config)
+        shard = _open_shard(
+            self._root / name,
+            {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
         )
         for field, kind in PAYLOAD_INDEXES.items():
             shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
+        self._states = _open_shard(self._root / state_collection(name), _STATE_VECTORS)
         self._write_aliases({**self._read_aliases(), self._alias: name})
         self._shard = shard
 
@@ -86,6 +94,29 @@ class EdgeStore:
             for p in self._ready().query(request)
         ]
 
+    def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
+        ids: list[qe.PointId] = [state_point_id(*key) for key in keys]
+        records = (
+            self._ready_states().retrieve(ids, with_payload=True, with_vector=False) if ids else []
+        )
+        states = {}
+        for record in records:
+            payload = dict(record.payload or {})
+            states[(str(payload["tenant"]), str(payload["doc_id"]))] = DocumentState.from_payload(
+                payload
+            )
+        return states
+
+    def put_document_states(self, states: Mapping[DocumentKey, DocumentState]) -> None:
+        if not states:
+            return
+        points = [
+            qe.Point(state_point_id(*key), {_STATE_VECTOR: [1.0]}, state.to_payload(key))
+            for key, state in states.items()
+        ]
+        with self._write_lock:
+            self._ready_states().update(qe.UpdateOperation.upsert_points(points))
+
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         must: list[Any] = [
             _match(key, value)
@@ -95,16 +126,22 @@ class EdgeStore:
         return self._ready().count(qe.CountRequest(filter=qe.Filter(must=must), exact=True))
 
     def close(self) -> None:
-        if self._shard is not None:
-            with self._write_lock:
-                self._shard.flush()
-                self._shard.close()
-            self._shard = None
+        with self._write_lock:
+            for shard in (self._shard, self._states):
+                if shard is not None:
+                    shard.flush()
+                    shard.close()
+            self._shard = self._states = None
 
     def _ready(self) -> qe.EdgeShard:
         if self._shard is None:
             raise RuntimeError("collection not created yet: call ensure_collection() first")
         return self._shard
+
+    def _ready_states(self) -> qe.EdgeShard:
+        if self._states is None:
+            raise RuntimeError("collection not created yet: call ensure_collection() first")
+        return self._states
 
     def _read_aliases(self) -> dict[str, str]:
         path = self._root / "aliases.json"
@@ -115,6 +152,17 @@ class EdgeStore:
         tmp = self._root / "aliases.json.tmp"
         tmp.write_text(json.dumps(aliases, indent=2))
         os.replace(tmp, self._root / "aliases.json")
+
+
+_STATE_VECTOR = "state"
+# The state shard needs a vector; each record carries the constant [1.0].
+_STATE_VECTORS = {_STATE_VECTOR: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)}
+
+
+def _open_shard(path: Path, vectors: dict[str, qe.EdgeVectorParams]) -> qe.EdgeShard:
+    if path.exists():
+        return qe.EdgeShard.load(str(path))
+    return qe.EdgeShard.create(str(path), qe.EdgeConfig(vectors=vectors))
 
 
 def _match(key: str, value: str | int | bool) -> qe.FieldCondition:

@@ -47,6 +47,20 @@ def point_id(tenant: str, doc_id: str, chunk_no: int) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{tenant}/{doc_id}/{chunk_no}"))
 
 
+def state_point_id(tenant: str, doc_id: str) -> str:
+    """Id of a document's state record (its applied version) in the state collection."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{tenant}/{doc_id}"))
+
+
+def state_collection(collection: str) -> str:
+    """The companion collection of applied document versions (tombstones included).
+
+    It follows the physical collection, so a rebuild for a new embedding model starts
+    with no recorded versions and replays every event.
+    """
+    return f"{collection}__documents"
+
+
 def versioned_collection(alias: str, model: str, dim: int) -> str:
     """The physical collection behind the alias, named after its embedding model."""
     slug = "".join(ch if ch.isalnum() else "_" for ch in model.lower()).strip("_")
@@ -60,6 +74,36 @@ class ChunkPoint:
     id: str
     vector: list[float]
     payload: dict[str, Any]
+
+
+DocumentKey = tuple[str, str]
+"""``(tenant, doc_id)``."""
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """What the index last applied for a document; a delete leaves a tombstone."""
+
+    version: int
+    deleted: bool = False
+    content_sha256: str | None = None
+
+    def to_payload(self, key: DocumentKey) -> dict[str, Any]:
+        return {
+            "tenant": key[0],
+            "doc_id": key[1],
+            "version": self.version,
+            "deleted": self.deleted,
+            "content_sha256": self.content_sha256,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> DocumentState:
+        return cls(
+            version=int(payload["version"]),
+            deleted=bool(payload.get("deleted", False)),
+            content_sha256=payload.get("content_sha256"),
+        )
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ caller can reach the store's search without the caller's tenant and ACL clauses.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from acl.filter import PermissionFilter
 from core.settings import Settings
-from retrieval.schema import ChunkPoint, Hit
+from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, Hit
 
 
 class VectorStore(Protocol):
@@ -34,6 +34,12 @@ class VectorStore(Protocol):
         self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
     ) -> list[Hit]:
         """The ``limit`` nearest chunks that ``permission`` lets its principal see."""
+
+    def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
+        """The recorded state of each known document among ``keys``."""
+
+    def put_document_states(self, states: Mapping[DocumentKey, DocumentState]) -> None:
+        """Record documents' applied versions (written after their chunks)."""
 
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         """Exact number of stored points, optionally for one tenant or one document."""

@@ -126,3 +126,21 @@ def test_edge_store_reopens_its_data(tmp_path: Path) -> None:
     again.ensure_collection(dim=DIM, model="m")
     assert again.count() == 1
     again.close()
+
+
+def test_document_states_round_trip_and_tombstones(store: VectorStore) -> None:
+    from retrieval.schema import DocumentState
+
+    assert store.document_states([("acme", "hr-salaries")]) == {}
+    store.put_document_states(
+        {
+            ("acme", "hr-salaries"): DocumentState(version=7, content_sha256="ab"),
+            ("acme", "gone"): DocumentState(version=3, deleted=True),
+        }
+    )
+    states = store.document_states([("acme", "hr-salaries"), ("acme", "gone"), ("acme", "never")])
+    assert states == {
+        ("acme", "hr-salaries"): DocumentState(version=7, content_sha256="ab"),
+        ("acme", "gone"): DocumentState(version=3, deleted=True),
+    }
+    assert store.count(tenant="acme") == 5, "state records never count as chunks"

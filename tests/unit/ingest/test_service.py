@@ -7,9 +7,13 @@ import json
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from core.errors import UpstreamUnavailable
 from core.telemetry import inject_headers
 from ingest.models import DocumentEvent
-from ingest.service import DocumentEventHandler, RawMessage
+from ingest.service import DocumentEventHandler, RawMessage, RetryPolicy
+from ingest.writer import WriteResult
+
+FAST = RetryPolicy(max_attempts=3, base_delay_s=0, max_delay_s=0, transient_budget_s=5)
 
 EVENT = {
     "schema": "headwater.document/1",
@@ -22,16 +26,24 @@ EVENT = {
 }
 
 
-class RecordingApplier:
-    def __init__(self, fail: Exception | None = None):
-        self.applied: list[DocumentEvent] = []
-        self.fail = fail
+class RecordingWriter:
+    """Applies batches; ``failures`` are raised first, one per call; ``poison`` doc ids
+    always fail."""
 
-    async def apply(self, event: DocumentEvent) -> int:
-        if self.fail:
-            raise self.fail
-        self.applied.append(event)
-        return 1
+    def __init__(self, *failures: Exception, poison: frozenset[str] = frozenset()):
+        self.applied: list[DocumentEvent] = []
+        self.failures = list(failures)
+        self.poison = poison
+        self.calls = 0
+
+    async def apply_batch(self, items):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        if any(event.doc_id in self.poison for event, _ in items):
+            raise ValueError("cannot apply this document")
+        self.applied.extend(event for event, _ in items)
+        return [WriteResult("applied", 1) for _ in items]
 
 
 class RecordingSink:
@@ -47,18 +59,18 @@ def _message(value: bytes | None, key: bytes | None = b"acme/d1", headers=()) ->
 
 
 async def test_valid_event_is_applied() -> None:
-    applier, sink = RecordingApplier(), RecordingSink()
-    outcome = await DocumentEventHandler(applier=applier, dead_letters=sink).handle(
+    writer, sink = RecordingWriter(), RecordingSink()
+    outcome = await DocumentEventHandler(writer=writer, dead_letters=sink).handle(
         _message(json.dumps(EVENT).encode())
     )
     assert outcome == "applied"
-    assert [e.doc_id for e in applier.applied] == ["d1"]
+    assert [e.doc_id for e in writer.applied] == ["d1"]
     assert sink.sent == []
 
 
 async def test_malformed_messages_go_to_the_dlq_with_a_reason() -> None:
-    applier, sink = RecordingApplier(), RecordingSink()
-    handler = DocumentEventHandler(applier=applier, dead_letters=sink)
+    writer, sink = RecordingWriter(), RecordingSink()
+    handler = DocumentEventHandler(writer=writer, dead_letters=sink)
     bad = [
         _message(b"{not json"),
         _message(None),
@@ -73,23 +85,48 @@ async def test_malformed_messages_go_to_the_dlq_with_a_reason() -> None:
     assert "op" in reasons[2]
     assert "'acme/d1'" in reasons[3]
     assert all(kind == "validation" for _, _, kind in sink.sent)
-    assert applier.applied == []
+    assert writer.applied == []
 
 
-async def test_a_failure_while_applying_is_dead_lettered_not_dropped() -> None:
+async def test_an_event_that_keeps_failing_is_dead_lettered_after_max_attempts() -> None:
     sink = RecordingSink()
-    handler = DocumentEventHandler(
-        applier=RecordingApplier(RuntimeError("store down")), dead_letters=sink
-    )
+    writer = RecordingWriter(poison=frozenset({"d1"}))
+    handler = DocumentEventHandler(writer=writer, dead_letters=sink, retry=FAST)
     assert await handler.handle(_message(json.dumps(EVENT).encode())) == "dead_lettered"
-    assert sink.sent[0][1:] == ("store down", "RuntimeError")
+    assert writer.calls == 3
+    message, reason, kind = sink.sent[0]
+    assert (kind, message.offset) == ("ValueError", 41)
+    assert reason == "failed after 3 attempts: cannot apply this document"
+
+
+async def test_store_outages_are_retried_not_dead_lettered() -> None:
+    sink = RecordingSink()
+    outage = [UpstreamUnavailable("store down")] * 6
+    writer = RecordingWriter(*outage)
+    handler = DocumentEventHandler(writer=writer, dead_letters=sink, retry=FAST)
+    assert await handler.handle(_message(json.dumps(EVENT).encode())) == "applied"
+    assert sink.sent == [] and [e.doc_id for e in writer.applied] == ["d1"]
+
+
+async def test_a_poison_event_is_isolated_from_its_batch() -> None:
+    sink = RecordingSink()
+    writer = RecordingWriter(poison=frozenset({"bad"}))
+    handler = DocumentEventHandler(writer=writer, dead_letters=sink, retry=FAST)
+    events = [{**EVENT, "doc_id": doc} for doc in ("a", "bad", "b")]
+    messages = [
+        _message(json.dumps(e).encode(), key=f"acme/{e['doc_id']}".encode()) for e in events
+    ]
+    outcomes = await handler.handle_batch(messages)
+    assert outcomes == ["applied", "dead_lettered", "applied"]
+    assert [e.doc_id for e in writer.applied] == ["a", "b"]
+    assert [m.key for m, _, _ in sink.sent] == [b"acme/bad"]
 
 
 async def test_process_span_continues_the_producer_trace(spans: InMemorySpanExporter) -> None:
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("send headwater.documents.v1") as producer:
         headers = inject_headers()
-    handler = DocumentEventHandler(applier=RecordingApplier(), dead_letters=RecordingSink())
+    handler = DocumentEventHandler(writer=RecordingWriter(), dead_letters=RecordingSink())
     await handler.handle(_message(json.dumps(EVENT).encode(), headers=headers))
     (process,) = [
         s for s in spans.get_finished_spans() if s.name == "process headwater.documents.v1"
