@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.headwater-installed
 
-.PHONY: help setup up down status test test-unit lint clean
+.PHONY: help setup tools up down status test test-unit lint clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,11 +19,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --progress-bar on -e '.[dev]'
 	@touch $@
 
-setup: $(STAMP)  ## Install everything: virtualenvs, Kafka jars, the LLM (cached).
+setup: $(STAMP) tools  ## Install everything: virtualenvs, Kafka jars, the LLM (cached).
 	@echo "==> Kafka jars"
 	deploy/kafka/kafka.sh fetch
 	@echo "==> LLM server virtualenv and model"
 	deploy/llm/setup.sh
+
+tools:  ## Debian tools the tests use (kcat: a producer that is not ours).
+	@command -v kcat >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq kcat || { apt-get update -qq && apt-get install -y -qq kcat; }; \
+	  else echo "kcat is missing: run 'sudo apt-get install kcat'" >&2; exit 1; fi; }
 
 up: setup  ## Set up, start Kafka + vLLM + Headwater in the background, wait until healthy.
 	$(BIN)/headwater up

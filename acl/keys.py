@@ -41,6 +41,7 @@ class _KeyEntry(BaseModel):
     user_id: str
     groups: list[str] = []
     department: str | None = None
+    roles: list[str] = []
 
     @model_validator(mode="after")
     def _one_key(self) -> _KeyEntry:
@@ -82,6 +83,7 @@ class ApiKeyAuthenticator:
                     user_id=entry.user_id,
                     groups=tuple(entry.groups),
                     department=entry.department,
+                    roles=tuple(entry.roles),
                 )
                 for entry in parsed.keys
             }

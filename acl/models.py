@@ -14,8 +14,9 @@ class Principal(BaseModel):
     user_id: str = Field(min_length=1)
     groups: tuple[str, ...] = ()
     department: str | None = None
+    roles: tuple[str, ...] = Field((), description="e.g. 'connector' to write documents.")
 
-    @field_validator("groups", mode="before")
+    @field_validator("groups", "roles", mode="before")
     @classmethod
     def _dedupe(cls, value: object) -> object:
         if isinstance(value, list | tuple):

@@ -16,6 +16,7 @@ from acl.models import Principal
 from api.errors import error_body
 from api.prompt import CHARS_PER_TOKEN, fit_sources, system_prompt
 from core.errors import HeadwaterError, InvalidRequest
+from core.metrics import ROUTE_DECISIONS, TOKENS
 from core.settings import Settings
 from inference.models import ChatCompletionRequest, Citation
 from inference.router import ModelRouter, Route
@@ -33,6 +34,19 @@ class PreparedAnswer:
     route: Route
     body: JSON
     citations: list[Citation]
+    principal: Principal | None = None
+
+    def meter(self, usage: dict[str, Any] | None) -> None:
+        """Count the tokens the model server reported, for chargeback."""
+        if not usage or self.principal is None:
+            return
+        labels = (
+            self.principal.tenant,
+            self.principal.department or "none",
+            self.route.backend.model,
+        )
+        TOKENS.labels(*labels, "prompt").inc(int(usage.get("prompt_tokens", 0)))
+        TOKENS.labels(*labels, "completion").inc(int(usage.get("completion_tokens", 0)))
 
     def extension(self) -> dict[str, Any]:
         """The ``headwater`` object added to responses."""
@@ -80,7 +94,7 @@ class Answerer:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
-        return PreparedAnswer(route, body, [_citation(hit) for hit in sources])
+        return PreparedAnswer(route, body, [_citation(hit) for hit in sources], principal)
 
     async def _retrieve(self, principal: Principal, request: ChatCompletionRequest) -> list[Hit]:
         options = request.headwater.retrieval
@@ -102,10 +116,12 @@ class Answerer:
             span.set_attribute("headwater.route.tier", route.tier)
             span.set_attribute("headwater.route.model", route.backend.model)
             span.set_attribute("headwater.route.reason", route.reason)
+            ROUTE_DECISIONS.labels(route.tier, route.reason).inc()
             return route
 
     async def complete(self, prepared: PreparedAnswer) -> JSON:
         result = await self._chat.complete(prepared.route, prepared.body)
+        prepared.meter(result.get("usage"))
         return {**result, "headwater": prepared.extension()}
 
     async def stream_sse(
@@ -119,6 +135,7 @@ class Answerer:
         try:
             async for chunk in self._chat.stream(prepared.route, prepared.body):
                 last = chunk
+                prepared.meter(chunk.get("usage"))
                 if chunk.get("usage") and not chunk.get("choices") and not include_usage:
                     continue
                 if not include_usage:

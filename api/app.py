@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,8 +13,9 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import register_error_handlers
-from api.routers import chat, health, search
+from api.routers import chat, documents, health, search
 from api.services import open_services
+from core.metrics import HTTP_REQUEST_DURATION
 from core.settings import Settings
 from core.telemetry import configure_tracing
 
@@ -43,6 +45,35 @@ class RequestIdMiddleware:
         await self._app(scope, receive, send_with_id)
 
 
+class MetricsMiddleware:
+    """Request latency by route template (never the raw path: ids would explode labels)."""
+
+    def __init__(self, app: ASGIApp):
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            if route != "/metrics":
+                HTTP_REQUEST_DURATION.labels(scope["method"], route, str(status)).observe(
+                    time.perf_counter() - started
+                )
+
+
 def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
     """The API; with ``run_ingest`` the same process also runs the ingest worker
     (required with the embedded store, which belongs to one process)."""
@@ -63,8 +94,10 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
     register_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(search.router)
+    app.include_router(documents.router)
     app.include_router(health.router)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware)
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics"
     )

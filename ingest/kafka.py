@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from core.errors import UpstreamUnavailable
@@ -145,6 +145,31 @@ def _delivered_or_raise(outcome: Delivered | str) -> Delivered:
     if isinstance(outcome, str):
         raise UpstreamUnavailable(f"Kafka did not acknowledge the message: {outcome}")
     return outcome
+
+
+def consumer_lag(
+    bootstrap: str, *, group: str, topic: str, timeout_s: float = 5.0
+) -> dict[int, int]:
+    """Messages not yet committed by ``group``, per partition of ``topic``."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return {}
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        committed = consumer.committed(partitions, timeout=timeout_s)
+        lag: dict[int, int] = {}
+        for position in committed:
+            low, high = consumer.get_watermark_offsets(position, timeout=timeout_s)
+            start = position.offset if position.offset >= 0 else low
+            lag[position.partition] = max(0, high - start)
+        return lag
+    except KafkaException as exc:
+        raise UpstreamUnavailable(f"cannot read consumer lag: {exc}") from exc
+    finally:
+        consumer.close()
 
 
 def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import faust
 
+from core.errors import UpstreamUnavailable
+from core.metrics import INGEST_CONSUMER_LAG
 from core.settings import Settings
 from ingest.chunking import Chunker
-from ingest.kafka import KafkaProducer, ensure_topics
+from ingest.kafka import KafkaProducer, consumer_lag, ensure_topics
 from ingest.service import DocumentEventHandler, RetryPolicy
 from ingest.worker import KafkaDeadLetters, build_faust_app, ingest_running
 from ingest.writer import IndexWriter
@@ -51,7 +53,29 @@ async def ingest_worker(
         ),
     )
     async with ingest_running(build_faust_app(settings, handler)) as app:
-        yield app
+        reporter = asyncio.create_task(_report_lag(settings), name="headwater-lag")
+        try:
+            yield app
+        finally:
+            reporter.cancel()
+
+
+async def _report_lag(settings: Settings, every_s: float = 5.0) -> None:
+    """Keep ``headwater_ingest_consumer_lag`` current."""
+    while True:
+        try:
+            lag = await asyncio.to_thread(
+                consumer_lag,
+                settings.kafka_bootstrap,
+                group=settings.consumer_group,
+                topic=settings.documents_topic,
+            )
+        except UpstreamUnavailable as exc:
+            _log.warning("%s", exc)
+        else:
+            for partition, behind in lag.items():
+                INGEST_CONSUMER_LAG.labels(settings.documents_topic, str(partition)).set(behind)
+        await asyncio.sleep(every_s)
 
 
 @dataclass

@@ -6,10 +6,11 @@ import asyncio
 import time
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from api.deps import ServicesDep, get_principal
+from core.metrics import exposition
 from inference.router import ALIASES
 
 router = APIRouter(tags=["health"])
@@ -17,6 +18,13 @@ router = APIRouter(tags=["health"])
 
 class Health(BaseModel):
     status: str
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus exposition of this process's metrics."""
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/healthz")

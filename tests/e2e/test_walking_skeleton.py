@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,17 +12,16 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from api.app import create_app
 from core.settings import Settings
 from ingest.kafka import KafkaProducer
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
+from tests.e2e.conftest import ENG_KEY, HR_KEY, auth, search
 
 pytestmark = pytest.mark.e2e
 
 CANARY = "ZX-CANARY-7731"
 DOC_ID = "wiki:salary-bands-2026"
-HR_KEY, ENG_KEY = "e2e-hr-key", "e2e-eng-key"
 QUESTION = "What are the salary bands for engineers in 2026?"
 SALARY_TEXT = (
     "# Salary bands 2026\n\n"
@@ -32,57 +29,6 @@ SALARY_TEXT = (
     "61,000 to 74,000 euros and band E3 pays 74,000 to 92,000 euros. "
     f"Reference code {CANARY}. Bands are reviewed every January by the HR committee."
 )
-
-
-@pytest.fixture(scope="module")
-def settings(
-    kafka_bootstrap: str, llm_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Settings:
-    root = tmp_path_factory.mktemp("e2e")
-    keys = root / "keys.json"
-    keys.write_text(
-        json.dumps(
-            {
-                "keys": [
-                    {
-                        "key": HR_KEY,
-                        "tenant": "acme",
-                        "user_id": "hannah@acme.com",
-                        "groups": ["hr"],
-                    },
-                    {
-                        "key": ENG_KEY,
-                        "tenant": "acme",
-                        "user_id": "evan@acme.com",
-                        "groups": ["eng"],
-                    },
-                ]
-            }
-        )
-    )
-    return Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        llm_small_url=llm_url,
-        data_dir=root / "data",
-        api_keys_file=keys,
-        consumer_group=f"e2e-{uuid.uuid4().hex[:8]}",
-    )
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def _search(client: TestClient, key: str, query: str) -> list[dict[str, Any]]:
-    response = client.post("/v1/search", json={"query": query, "top_k": 8}, headers=_auth(key))
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"])
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +53,7 @@ def published(
     DocumentPublisher(producer, settings.documents_topic).publish(event)
     producer.close()
     while time.monotonic() - started < 90:
-        if any(hit["doc_id"] == DOC_ID for hit in _search(client, HR_KEY, "salary bands")):
+        if any(hit["doc_id"] == DOC_ID for hit in search(client, HR_KEY, "salary bands")):
             searchable_after_s = time.monotonic() - started
             # The process span ends just after the upsert that made the document visible.
             while not any(
@@ -139,7 +85,7 @@ def test_hr_user_gets_an_answer_that_cites_the_document(
             "temperature": 0,
             "messages": [{"role": "user", "content": QUESTION}],
         },
-        headers=_auth(HR_KEY),
+        headers=auth(HR_KEY),
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -177,7 +123,7 @@ def test_hr_user_gets_an_answer_that_cites_the_document(
 def test_user_outside_hr_gets_no_citation_and_none_of_the_text(
     client: TestClient, published: dict[str, Any]
 ) -> None:
-    assert all(hit["doc_id"] != DOC_ID for hit in _search(client, ENG_KEY, "salary bands 2026"))
+    assert all(hit["doc_id"] != DOC_ID for hit in search(client, ENG_KEY, "salary bands 2026"))
     with client.stream(
         "POST",
         "/v1/chat/completions",
@@ -188,7 +134,7 @@ def test_user_outside_hr_gets_no_citation_and_none_of_the_text(
             "temperature": 0,
             "messages": [{"role": "user", "content": QUESTION + " Quote the reference code."}],
         },
-        headers=_auth(ENG_KEY),
+        headers=auth(ENG_KEY),
     ) as response:
         assert response.status_code == 200
         raw = "".join(response.iter_text())
@@ -219,9 +165,9 @@ def test_errors_use_one_shape(client: TestClient) -> None:
     unauthenticated = client.post("/v1/search", json={"query": "x"})
     assert unauthenticated.status_code == 401
     assert unauthenticated.json()["error"]["type"] == "authentication_error"
-    wrong_key = client.post("/v1/search", json={"query": "x"}, headers=_auth("nope"))
+    wrong_key = client.post("/v1/search", json={"query": "x"}, headers=auth("nope"))
     assert wrong_key.status_code == 401 and wrong_key.json()["error"]["code"] == "invalid_api_key"
-    invalid = client.post("/v1/chat/completions", json={"messages": []}, headers=_auth(HR_KEY))
+    invalid = client.post("/v1/chat/completions", json={"messages": []}, headers=auth(HR_KEY))
     assert invalid.status_code == 400
     assert invalid.json()["error"] | {"message": None} == {
         "message": None,
@@ -232,6 +178,6 @@ def test_errors_use_one_shape(client: TestClient) -> None:
     unknown = client.post(
         "/v1/chat/completions",
         json={"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]},
-        headers=_auth(HR_KEY),
+        headers=auth(HR_KEY),
     )
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"

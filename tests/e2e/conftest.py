@@ -1,0 +1,54 @@
+"""The e2e stack: a real broker and vLLM server (session fixtures in tests/conftest.py)
+and one Headwater app (API + ingest worker, embedded store) for the whole e2e run."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.settings import Settings
+
+HR_KEY, ENG_KEY, CONNECTOR_KEY = "e2e-hr-key", "e2e-eng-key", "e2e-connector-key"
+KEYS = [
+    {"key": HR_KEY, "tenant": "acme", "user_id": "hannah@acme.com", "groups": ["hr"]},
+    {"key": ENG_KEY, "tenant": "acme", "user_id": "evan@acme.com", "groups": ["eng"]},
+    {"key": CONNECTOR_KEY, "tenant": "acme", "user_id": "wiki-connector", "roles": ["connector"]},
+]
+
+
+@pytest.fixture(scope="session")
+def settings(
+    kafka_bootstrap: str, llm_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    root = tmp_path_factory.mktemp("e2e")
+    keys = root / "keys.json"
+    keys.write_text(json.dumps({"keys": KEYS}))
+    return Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        llm_small_url=llm_url,
+        data_dir=root / "data",
+        api_keys_file=keys,
+        consumer_group=f"e2e-{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def search(client: TestClient, key: str, query: str) -> list[dict[str, Any]]:
+    response = client.post("/v1/search", json={"query": query, "top_k": 8}, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
