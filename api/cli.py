@@ -12,7 +12,7 @@ from rich.console import Console
 
 from core.settings import Settings
 from core.telemetry import configure_logging
-from ingest.cli import publish
+from ingest.cli import dlq, publish
 
 app = typer.Typer(
     help="Headwater: permission-safe answers from live documents.",
@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command()(publish)
+app.add_typer(dlq, name="dlq")
 console = Console(stderr=True)
 _NEEDS_SERVER = (
     "needs a Qdrant server (HEADWATER_QDRANT_URL); "

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from acl.models import DocumentAcl
 from core.errors import UpstreamUnavailable
 from core.settings import Settings
-from ingest.kafka import KafkaProducer
+from ingest.kafka import KafkaProducer, read_records
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
 
@@ -93,3 +95,70 @@ def publish(
     if failed:
         console.print(f"{failed} of {len(files)} files failed")
         raise typer.Exit(1)
+
+
+dlq = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+
+
+@dlq.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="Show at most this many messages.")] = 50,
+) -> None:
+    """List dead-lettered messages with the reason each was rejected."""
+    settings = Settings()
+    table = Table("partition", "offset", "key", "error type", "reason", "failed at")
+    shown = 0
+    group = f"headwater-dlq-list-{uuid.uuid4().hex}"
+    for record, _ in read_records(
+        settings.kafka_bootstrap, topic=settings.dlq_topic, group=group, commit=False
+    ):
+        header = record.headers
+        table.add_row(
+            str(record.partition),
+            str(record.offset),
+            (record.key or b"").decode("utf-8", "replace"),
+            header.get("x-error-type", b"").decode(),
+            header.get("x-error", b"").decode("utf-8", "replace")[:200],
+            header.get("x-failed-at", b"").decode(),
+        )
+        shown += 1
+        if shown >= limit:
+            break
+    Console().print(table if shown else "the dead-letter topic is empty")
+
+
+@dlq.command("replay")
+def dlq_replay(
+    dry_run: Annotated[bool, typer.Option(help="Show what would be replayed.")] = False,
+) -> None:
+    """Send dead-lettered messages back to the documents topic (after fixing the cause).
+
+    Each message is replayed once: the 'headwater-dlq-replay' consumer group remembers
+    how far it got. A message that fails again is dead-lettered again, with its reason.
+    """
+    settings = Settings()
+    console = Console(stderr=True)
+    producer = KafkaProducer(settings.kafka_bootstrap)
+    replayed = 0
+    try:
+        for record, commit_past in read_records(
+            settings.kafka_bootstrap,
+            topic=settings.dlq_topic,
+            group="headwater-dlq-replay",
+            commit=not dry_run,
+        ):
+            # The original headers (trace context) go back; the DLQ's own do not.
+            headers = [(k, v) for k, v in record.headers.items() if not k.startswith("x-")]
+            if not dry_run:
+                producer.send(
+                    settings.documents_topic, key=record.key, value=record.value, headers=headers
+                )
+                commit_past()
+            replayed += 1
+            key = (record.key or b"").decode("utf-8", "replace")
+            console.print(
+                f"{'would replay' if dry_run else 'replayed'} {key} (offset {record.offset})"
+            )
+    finally:
+        producer.close()
+    console.print(f"{replayed} message(s) {'to replay' if dry_run else 'replayed'}")

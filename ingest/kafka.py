@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -134,6 +134,8 @@ class KafkaProducer:
         self.flush()
         self._stop.set()
         self._poller.join(timeout=5)
+        # Drop the client so librdkafka's handle (and its reconnect loop) goes now.
+        del self._producer
 
 
 def _settle(future: asyncio.Future[Delivered | str], outcome: Delivered | str) -> None:
@@ -145,6 +147,69 @@ def _delivered_or_raise(outcome: Delivered | str) -> Delivered:
     if isinstance(outcome, str):
         raise UpstreamUnavailable(f"Kafka did not acknowledge the message: {outcome}")
     return outcome
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message read back from a topic."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+
+def read_records(
+    bootstrap: str,
+    *,
+    topic: str,
+    group: str,
+    commit: bool,
+    idle_timeout_s: float = 3.0,
+) -> Iterator[tuple[Record, Callable[[], None]]]:
+    """Read ``topic`` from ``group``'s committed position (the start if none) until no
+    message arrives for ``idle_timeout_s``. Each record comes with a function that
+    commits past it (a no-op unless ``commit``)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    try:
+        while True:
+            message = consumer.poll(idle_timeout_s)
+            if message is None:
+                return
+            if message.error():
+                raise UpstreamUnavailable(f"reading {topic} failed: {message.error()}")
+            record = Record(
+                partition=message.partition() or 0,
+                offset=message.offset() or 0,
+                key=message.key(),
+                value=message.value(),
+                headers=_header_dict(message.headers()),
+            )
+
+            def commit_past(message: Message = message) -> None:
+                if commit:
+                    consumer.commit(message=message, asynchronous=False)
+
+            yield record, commit_past
+    finally:
+        consumer.close()
+
+
+def _header_dict(raw: object) -> dict[str, bytes]:
+    pairs = raw.items() if isinstance(raw, dict) else (raw or [])
+    return {
+        str(key): value.encode() if isinstance(value, str) else bytes(value or b"")
+        for key, value in pairs  # type: ignore[attr-defined]
+    }
 
 
 def consumer_lag(

@@ -132,3 +132,33 @@ def _hr():  # type: ignore[no-untyped-def]
 
 def embedder_vector(clients: PipelineClients, text: str) -> list[float]:
     return clients.embedder.embed([text])[0]
+
+
+async def test_dlq_list_and_replay_bring_a_fixed_event_back(
+    pipeline: tuple[Settings, PipelineClients], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    settings, clients = pipeline
+    for name in ("kafka_bootstrap", "documents_topic", "dlq_topic"):
+        monkeypatch.setenv(f"HEADWATER_{name.upper()}", str(getattr(settings, name)))
+    event = _event("replayed-doc", "Expense claims are paid on the 25th.")
+    producer = KafkaProducer(settings.kafka_bootstrap)
+    producer.send(
+        settings.dlq_topic,
+        key=event.key.encode(),
+        value=event.to_json(),
+        headers=[("x-error", b"store was down"), ("x-error-type", b"UpstreamUnavailable")],
+    )
+    producer.close()
+    runner = CliRunner()
+    listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "UpstreamUnavailable" in listed.output
+    replay = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay"])
+    assert replay.exit_code == 0, replay.output
+    assert "1 message(s) replayed" in replay.output
+    await _wait_indexed(clients, "replayed-doc")
+    again = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay"])
+    assert "0 message(s) replayed" in again.output, "each message is replayed once"
