@@ -15,19 +15,14 @@ from rich.table import Table
 from acl.models import DocumentAcl
 from core.errors import UpstreamUnavailable
 from core.settings import Settings
+from ingest.extract import SUPPORTED, extract
 from ingest.kafka import KafkaProducer, read_records
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
 
-_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain"}
-
 
 def _event_for(path: Path, *, tenant: str, acl: DocumentAcl, source: str) -> DocumentEvent:
-    text = path.read_text(encoding="utf-8")
-    title = next(
-        (line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")),
-        path.stem,
-    )
+    extracted = extract(path)
     return DocumentEvent(
         op="upsert",
         tenant=tenant,
@@ -35,20 +30,33 @@ def _event_for(path: Path, *, tenant: str, acl: DocumentAcl, source: str) -> Doc
         # Versions must rise with every change: the file's modification time does.
         version=path.stat().st_mtime_ns // 1000,
         acl=acl,
-        title=title,
-        text=text,
-        content_type=_TYPES.get(path.suffix.lower(), "text/plain"),
+        title=extracted.title,
+        text=extracted.text,
+        content_type=extracted.content_type,
         uri=path.resolve().as_uri(),
         source=source,
-        metadata={"sha256": hashlib.sha256(text.encode()).hexdigest()},
+        metadata={"sha256": hashlib.sha256(extracted.text.encode()).hexdigest()},
     )
 
 
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given, and the supported files under each folder (recursively, sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+            )
+        else:
+            files.append(path)
+    return files
+
+
 def publish(
-    files: Annotated[
+    paths: Annotated[
         list[Path],
         typer.Argument(
-            help="Text or Markdown files to publish.", exists=True, dir_okay=False, readable=True
+            help="Files (.txt .md .html .pdf) or folders to publish.", exists=True, readable=True
         ),
     ],
     tenant: Annotated[str, typer.Option(help="Tenant the documents belong to.")],
@@ -61,10 +69,16 @@ def publish(
     public: Annotated[bool, typer.Option(help="Readable by everyone in the tenant.")] = False,
     source: Annotated[str, typer.Option(help="Source name, prefixed to each doc_id.")] = "file",
 ) -> None:
-    """Publish FILES to headwater.documents.v1 (idempotent producer, acks=all).
+    """Publish PATHS to headwater.documents.v1 (idempotent producer, acks=all).
 
+    Folders are walked for supported files. A file that cannot be read is reported and
+    skipped; the others are still published (exit code 1 if any failed).
     Without --groups, --users or --public nobody can read them: ACLs deny by default.
     """
+    files = _expand(paths)
+    if not files:
+        Console(stderr=True).print("[red]error:[/] no .txt, .md, .html or .pdf file found")
+        raise typer.Exit(1)
     console = Console(stderr=True)
     acl = DocumentAcl(users=tuple(users or ()), groups=tuple(groups or ()), public=public)
     if not (acl.users or acl.groups or acl.public):
