@@ -45,14 +45,15 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libnuma1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10002 llm \
- && useradd --system --uid 10002 --gid llm --home-dir /opt/headwater-llm --shell /usr/sbin/nologin llm
+ && useradd --system --uid 10002 --gid llm --create-home --home-dir /home/llm --shell /usr/sbin/nologin llm
 COPY deploy/llm/setup.sh deploy/llm/serve.sh deploy/llm/requirements.txt deploy/llm/convert_gguf.py \
      /opt/headwater-llm/deploy/llm/
 # The scripts' own knobs (not Headwater settings): where the venv and the model go.
 ENV HEADWATER_LLM_VENV=/opt/llm-venv HEADWATER_MODELS_DIR=/models PIP_NO_CACHE_DIR=1
 RUN /opt/headwater-llm/deploy/llm/setup.sh && chown -R llm:llm /models
 # serve.sh listens on 127.0.0.1 by default; a container must listen on all interfaces.
-ENV HEADWATER_LLM_HOST=0.0.0.0 HF_HUB_OFFLINE=1
+# vLLM keeps its caches under $HOME.
+ENV HEADWATER_LLM_HOST=0.0.0.0 HF_HUB_OFFLINE=1 HOME=/home/llm
 USER 10002
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \

@@ -25,10 +25,17 @@ setup: $(STAMP) tools  ## Install everything: virtualenvs, Kafka jars, the LLM (
 	@echo "==> LLM server virtualenv and model"
 	deploy/llm/setup.sh
 
-tools:  ## Debian tools the tests use (kcat: a producer that is not ours).
-	@command -v kcat >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq kcat || { apt-get update -qq && apt-get install -y -qq kcat; }; \
-	  else echo "kcat is missing: run 'sudo apt-get install kcat'" >&2; exit 1; fi; }
+DEBIAN_TOOLS := kcat promtool
+DEBIAN_PACKAGES := kcat prometheus
+
+tools:  ## Debian tools the tests use: kcat (a producer not ours), promtool (Prometheus configs).
+	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; }; \
+	  else echo "missing Debian packages: run 'sudo apt-get install $(DEBIAN_PACKAGES)'" >&2; exit 1; fi; \
+	fi
 
 up: setup  ## Set up, start Kafka + vLLM + Headwater in the background, wait until healthy.
 	$(BIN)/headwater up

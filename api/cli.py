@@ -61,14 +61,18 @@ def api_only() -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the ingest worker alone (needs a Qdrant server: HEADWATER_QDRANT_URL)."""
+    """Run the ingest worker alone.
+
+    With a Qdrant server (HEADWATER_QDRANT_URL) run as many as the topic has partitions.
+    On the embedded store this process owns the data folder: no API can serve beside it
+    (use 'headwater serve' for that); this mode suits ingest-only runs and benchmarks.
+    """
     from ingest.runtime import run_worker
 
     settings = Settings()
-    if not settings.qdrant_url:
-        console.print(f"[red]error:[/] the worker alone {_NEEDS_SERVER}")
-        raise typer.Exit(2)
     configure_logging(settings)
+    if not settings.qdrant_url:
+        console.print("embedded store: this worker owns " + str(settings.store_path))
     asyncio.run(run_worker(settings))
 
 

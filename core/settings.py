@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_content: bool = Field(False, description="Opt in to prompt/document text in logs.")
 
+    # Chaos testing only: while this file exists, every store call fails as an outage.
+    fault_store_flag: Path | None = None
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import faust
+from prometheus_client import start_http_server
 
 from core.errors import UpstreamUnavailable
 from core.metrics import INGEST_CONSUMER_LAG
@@ -116,11 +117,21 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with (
-        open_pipeline_clients(settings) as clients,
-        ingest_worker(
-            settings, store=clients.store, embedder=clients.embedder, producer=clients.producer
-        ),
-    ):
-        _log.info("ingest worker consuming %s", settings.documents_topic)
-        await stop.wait()
+    # /metrics for Prometheus, on the port the API would use (compose and k8s scrape it).
+    server, thread = start_http_server(settings.port, addr=settings.host)
+    try:
+        async with (
+            open_pipeline_clients(settings) as clients,
+            ingest_worker(
+                settings, store=clients.store, embedder=clients.embedder, producer=clients.producer
+            ),
+        ):
+            _log.info(
+                "ingest worker consuming %s; metrics on :%s",
+                settings.documents_topic,
+                settings.port,
+            )
+            await stop.wait()
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

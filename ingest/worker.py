@@ -49,6 +49,10 @@ def build_faust_app(settings: Settings, handler: DocumentEventHandler) -> faust.
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_every=1,
+        # A worker killed without a goodbye is evicted after this, and its partitions
+        # move to the survivors (or to its own restart).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         topic_partitions=settings.topic_partitions,
     )
     topic = app.topic(

@@ -182,8 +182,10 @@ class IndexWriter:
                 await asyncio.to_thread(self._store.delete_document, event.tenant, event.doc_id)
             elif plan.kind == "acl":
                 span.set_attribute("db.operation.name", "set_payload")
+                # The chunks now carry the document's new version with its new ACL.
+                payload = {**acl_payload(event), "version": event.version}
                 await asyncio.to_thread(
-                    self._store.set_payload, event.tenant, event.doc_id, acl_payload(event)
+                    self._store.set_payload, event.tenant, event.doc_id, payload
                 )
             elif plan.kind == "refresh":
                 span.set_attribute("db.operation.name", "set_payload")

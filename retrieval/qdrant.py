@@ -7,7 +7,7 @@ The only module that imports ``qdrant_client``. Tests run it against the client'
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -171,6 +171,22 @@ class QdrantServerStore:
         return self._client.count(
             self._alias, count_filter=models.Filter(must=must), exact=True
         ).count
+
+    def payloads(self, *, tenant: str) -> Iterator[dict[str, Any]]:
+        offset: models.ExtendedPointId | None = None
+        while True:
+            records, offset = self._client.scroll(
+                self._alias,
+                scroll_filter=models.Filter(must=[_match("tenant", tenant)]),
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
+            for record in records:
+                yield dict(record.payload or {})
+            if offset is None:
+                return
 
     def close(self) -> None:
         self._client.close()

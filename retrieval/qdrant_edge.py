@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,23 @@ class EdgeStore:
             if value is not None
         ]
         return self._ready().count(qe.CountRequest(filter=qe.Filter(must=must), exact=True))
+
+    def payloads(self, *, tenant: str) -> Iterator[dict[str, Any]]:
+        offset: qe.PointId | None = None
+        while True:
+            records, offset = self._ready().scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=256,
+                    filter=qe.Filter(must=[_match("tenant", tenant)]),
+                    with_payload=True,
+                    with_vector=False,
+                )
+            )
+            for record in records:
+                yield dict(record.payload or {})
+            if offset is None:
+                return
 
     def close(self) -> None:
         with self._write_lock:

@@ -7,7 +7,7 @@ caller can reach the store's search without the caller's tenant and ACL clauses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from acl.filter import PermissionFilter
@@ -44,18 +44,28 @@ class VectorStore(Protocol):
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         """Exact number of stored points, optionally for one tenant or one document."""
 
+    def payloads(self, *, tenant: str) -> Iterator[dict[str, Any]]:
+        """Every chunk payload of a tenant (audits and consistency checks, not serving)."""
+
     def close(self) -> None:
         """Flush and release the store."""
 
 
 def open_store(settings: Settings) -> VectorStore:
     """The server adapter when ``HEADWATER_QDRANT_URL`` is set, else the embedded engine."""
+    store: VectorStore
     if settings.qdrant_url:
         from retrieval.qdrant import QdrantServerStore
 
-        return QdrantServerStore.connect(
+        store = QdrantServerStore.connect(
             settings.qdrant_url, api_key=settings.qdrant_api_key, alias=settings.collection
         )
-    from retrieval.qdrant_edge import EdgeStore
+    else:
+        from retrieval.qdrant_edge import EdgeStore
 
-    return EdgeStore(settings.store_path, alias=settings.collection)
+        store = EdgeStore(settings.store_path, alias=settings.collection)
+    if settings.fault_store_flag is not None:
+        from retrieval.faults import OutageSwitchStore
+
+        store = OutageSwitchStore(store, settings.fault_store_flag)
+    return store

@@ -144,3 +144,15 @@ def test_document_states_round_trip_and_tombstones(store: VectorStore) -> None:
         ("acme", "gone"): DocumentState(version=3, deleted=True),
     }
     assert store.count(tenant="acme") == 5, "state records never count as chunks"
+
+
+def test_payloads_lists_every_chunk_of_one_tenant(store: VectorStore) -> None:
+    acme = sorted((p["doc_id"], p["chunk_no"]) for p in store.payloads(tenant="acme"))
+    assert acme == [
+        ("alice-notes", 0),
+        ("handbook", 0),
+        ("hr-salaries", 0),
+        ("hr-salaries", 1),
+        ("nobody", 0),
+    ]
+    assert [p["doc_id"] for p in store.payloads(tenant="globex")] == ["globex-public"]
