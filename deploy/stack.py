@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,14 +69,23 @@ def kafka_process(
 
 
 def llm_process(
-    *, model_dir: Path, served_name: str, port: int, log_path: Path, pid_path: Path | None = None
+    *,
+    model_dir: Path,
+    served_name: str,
+    port: int,
+    log_path: Path,
+    pid_path: Path | None = None,
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> ManagedProcess:
     """vLLM's OpenAI server on CPU, from its own virtualenv (deploy/llm/serve.sh)."""
     if not (model_dir / "config.json").exists():
         raise StackError(f"no model at {model_dir}: run 'make setup' (deploy/llm/setup.sh) first")
+    argv = [str(REPO / "deploy/llm/serve.sh"), str(model_dir), served_name, str(port)]
     return ManagedProcess(
         f"llm {served_name}",
-        [str(REPO / "deploy/llm/serve.sh"), str(model_dir), served_name, str(port)],
+        [*argv, "--", *extra_args] if extra_args else argv,
+        env=env,
         log_path=log_path,
         ready=http_ok(f"http://127.0.0.1:{port}/health"),
         pid_path=pid_path,

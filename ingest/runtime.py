@@ -20,7 +20,7 @@ from ingest.kafka import KafkaProducer, consumer_lag, ensure_topics
 from ingest.service import DocumentEventHandler, RetryPolicy
 from ingest.worker import KafkaDeadLetters, build_faust_app, ingest_running
 from ingest.writer import IndexWriter
-from retrieval.embedding import Embedder, SentenceTransformerEmbedder
+from retrieval.embedding import Embedder, open_embedder
 from retrieval.store import VectorStore, open_store
 
 _log = logging.getLogger(__name__)
@@ -96,12 +96,7 @@ async def open_pipeline_clients(
     the producer, and make sure the topics exist. Closed in reverse order."""
     async with AsyncExitStack() as stack:
         if embedder is None:
-            embedder = await asyncio.to_thread(
-                SentenceTransformerEmbedder,
-                settings.embedding_model_path,
-                model_name=settings.embedding_model,
-                batch_size=settings.embedding_batch_size,
-            )
+            embedder = await asyncio.to_thread(open_embedder, settings)
         store = open_store(settings)
         stack.callback(store.close)
         store.ensure_collection(dim=embedder.dim, model=embedder.model_name)

