@@ -22,6 +22,7 @@ from retrieval.schema import (
     Hit,
     state_collection,
     state_point_id,
+    states_by_key,
     versioned_collection,
 )
 
@@ -127,13 +128,7 @@ class QdrantServerStore:
         records = self._client.retrieve(
             self._ready_states(), ids=[state_point_id(*key) for key in keys], with_payload=True
         )
-        states = {}
-        for record in records:
-            payload = dict(record.payload or {})
-            states[(str(payload["tenant"]), str(payload["doc_id"]))] = DocumentState.from_payload(
-                payload
-            )
-        return states
+        return states_by_key(record.payload for record in records)
 
     def put_document_states(self, states: Mapping[DocumentKey, DocumentState]) -> None:
         if not states:

@@ -27,6 +27,7 @@ from retrieval.schema import (
     Hit,
     state_collection,
     state_point_id,
+    states_by_key,
     versioned_collection,
 )
 
@@ -99,13 +100,7 @@ class EdgeStore:
         records = (
             self._ready_states().retrieve(ids, with_payload=True, with_vector=False) if ids else []
         )
-        states = {}
-        for record in records:
-            payload = dict(record.payload or {})
-            states[(str(payload["tenant"]), str(payload["doc_id"]))] = DocumentState.from_payload(
-                payload
-            )
-        return states
+        return states_by_key(record.payload for record in records)
 
     def put_document_states(self, states: Mapping[DocumentKey, DocumentState]) -> None:
         if not states:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -104,6 +105,17 @@ class DocumentState:
             deleted=bool(payload.get("deleted", False)),
             content_sha256=payload.get("content_sha256"),
         )
+
+
+def states_by_key(payloads: Iterable[dict[str, Any] | None]) -> dict[DocumentKey, DocumentState]:
+    """Document states keyed ``(tenant, doc_id)``, from stored state-record payloads."""
+    states: dict[DocumentKey, DocumentState] = {}
+    for payload in payloads:
+        if payload:
+            states[(str(payload["tenant"]), str(payload["doc_id"]))] = DocumentState.from_payload(
+                payload
+            )
+    return states
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ here once; ``configure_tracing`` in the code under test reuses it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from opentelemetry import trace
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from deploy.process import ManagedProcess, free_port
 from deploy.stack import LLM_MODEL_NAME, StackPaths, kafka_process, llm_process
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.embedding import SentenceTransformerEmbedder, default_model_path
 
 _EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider(resource=Resource.create({"service.name": "headwater-tests"}))
@@ -41,26 +42,31 @@ def spans() -> Iterator[InMemorySpanExporter]:
 # --- real components, started once per session on free ports -------------------------
 
 
-def _keep_logs_on_failure(process: ManagedProcess, request: pytest.FixtureRequest) -> None:
-    if request.session.testsfailed:
-        print(f"\n{process.log_tail(80)}")  # noqa: T201 - shown by pytest on failure
+@contextmanager
+def _served(
+    process: ManagedProcess, request: pytest.FixtureRequest, *, timeout_s: float
+) -> Iterator[None]:
+    """Start, wait until healthy, and always stop; the log tail is shown if tests failed."""
+    process.start()
+    try:
+        process.wait_ready(timeout_s)
+        yield
+    finally:
+        if request.session.testsfailed:
+            print(f"\n{process.log_tail(80)}")  # noqa: T201 - shown by pytest on failure
+        process.stop()
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[str]:
-    """A real single-node KRaft broker (deploy/kafka/kafka.sh) with the project's topics."""
+    """A real single-node KRaft broker (deploy/kafka/kafka.sh)."""
     root = tmp_path_factory.mktemp("kafka")
     port = free_port()
     broker = kafka_process(port=port, data_dir=root / "data", log_path=root / "kafka.log")
-    broker.start()
-    try:
-        broker.wait_ready(120)
+    with _served(broker, request, timeout_s=120):
         yield f"127.0.0.1:{port}"
-    finally:
-        _keep_logs_on_failure(broker, request)
-        broker.stop()
 
 
 @pytest.fixture(scope="session")
@@ -74,13 +80,8 @@ def llm_url(
     server = llm_process(
         model_dir=model_dir, served_name=LLM_MODEL_NAME, port=port, log_path=root / "llm.log"
     )
-    server.start()
-    try:
-        server.wait_ready(600)
+    with _served(server, request, timeout_s=600):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _keep_logs_on_failure(server, request)
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +95,6 @@ def embedding_url(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """vLLM serving all-MiniLM-L6-v2 (float32) on /v1/embeddings, as a GPU pool would."""
-    from retrieval.embedding import default_model_path
-
     root = tmp_path_factory.mktemp("embeddings")
     port = free_port()
     server = llm_process(
@@ -106,10 +105,5 @@ def embedding_url(
         extra_args=["--runner", "pooling", "--max-model-len", "256"],
         env={"HEADWATER_LLM_DTYPE": "float32"},
     )
-    server.start()
-    try:
-        server.wait_ready(600)
+    with _served(server, request, timeout_s=600):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _keep_logs_on_failure(server, request)
-        server.stop()
