@@ -264,19 +264,22 @@ def run(
             done_kills += 1
             say(f"kill -9 #{done_kills} of the worker at {time.monotonic() - started:.0f}s")
             worker.start()
-        if outage_s > 0:
-            _wait_progress(metrics_port, timeout_s=120, min_events=10)
-            say(f"store outage for {outage_s:.0f}s from {time.monotonic() - started:.0f}s")
-            flag.touch()
-            time.sleep(outage_s)
-            flag.unlink()
+        broker_restarted = False
         if restart_broker and publisher.is_alive():
             say(f"restarting the Kafka broker at {time.monotonic() - started:.0f}s")
             broker.stop()
             broker = _broker(root, port, controller_port)
             broker.start()
             broker.wait_ready(120)
-        broker_restarted = restart_broker
+            broker_restarted = True
+        elif restart_broker:
+            say("publishing ended before the broker restart: lower --rate")
+        if outage_s > 0:
+            _wait_progress(metrics_port, timeout_s=120, min_events=10)
+            say(f"store outage for {outage_s:.0f}s from {time.monotonic() - started:.0f}s")
+            flag.touch()
+            time.sleep(outage_s)
+            flag.unlink()
         publisher.join()
         sends.close()
         say(f"published {len(events)} events ({sends.failed} unacknowledged); waiting for lag 0")
@@ -323,7 +326,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int)
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--outage-s", type=float, default=8.0)
-    parser.add_argument("--rate", type=float, default=40.0, help="events published per second")
+    parser.add_argument("--rate", type=float, default=25.0, help="events published per second")
     parser.add_argument("--no-broker-restart", action="store_true")
     args = parser.parse_args()
     documents = args.documents or (1000 if args.quick else 3000)
