@@ -232,91 +232,99 @@ def run(
         port, controller_port = free_port(), free_port()
         bootstrap = f"127.0.0.1:{port}"
         broker = _broker(root, port, controller_port)
-        broker.start()
-        broker.wait_ready(120)
-        settings = Settings(
-            kafka_bootstrap=bootstrap,
-            data_dir=root / "data",
-            consumer_group=f"chaos-{uuid.uuid4().hex[:6]}",
-            topic_partitions=3,
-        )
-        ensure_topics(settings)
-        flag = root / "store-outage"
-        metrics_port = free_port()
-        worker = _worker(root, settings, flag, metrics_port)
-        worker.start()
-        sends = AckedSends(bootstrap, settings.documents_topic)
-        started = time.monotonic()
-
-        def publish() -> None:
-            for seq, event in enumerate(events):
-                time.sleep(max(0.0, started + seq / rate - time.monotonic()))
-                sends.send(seq, event)
-
-        publisher = threading.Thread(target=publish, name="chaos-publisher")
-        publisher.start()
-        done_kills = 0
-        for _ in range(kills):
-            # Kill only a worker that is busy applying events, not one still loading.
-            if not _wait_progress(metrics_port, timeout_s=120, min_events=10):
-                break
-            _kill9(worker)
-            done_kills += 1
-            say(f"kill -9 #{done_kills} of the worker at {time.monotonic() - started:.0f}s")
-            worker.start()
-        broker_restarted = False
-        if restart_broker and publisher.is_alive():
-            say(f"restarting the Kafka broker at {time.monotonic() - started:.0f}s")
-            broker.stop()
-            broker = _broker(root, port, controller_port)
+        worker: ManagedProcess | None = None
+        try:
             broker.start()
             broker.wait_ready(120)
-            broker_restarted = True
-        elif restart_broker:
-            say("publishing ended before the broker restart: lower --rate")
-        if outage_s > 0:
-            _wait_progress(metrics_port, timeout_s=120, min_events=10)
-            say(f"store outage for {outage_s:.0f}s from {time.monotonic() - started:.0f}s")
-            flag.touch()
-            time.sleep(outage_s)
-            flag.unlink()
-        publisher.join()
-        sends.close()
-        say(f"published {len(events)} events ({sends.failed} unacknowledged); waiting for lag 0")
-        deadline = time.monotonic() + 600
-        while True:
+            settings = Settings(
+                kafka_bootstrap=bootstrap,
+                data_dir=root / "data",
+                consumer_group=f"chaos-{uuid.uuid4().hex[:6]}",
+                topic_partitions=3,
+            )
+            ensure_topics(settings)
+            flag = root / "store-outage"
+            metrics_port = free_port()
+            worker = _worker(root, settings, flag, metrics_port)
+            worker.start()
+            sends = AckedSends(bootstrap, settings.documents_topic)
+            started = time.monotonic()
+
+            def publish() -> None:
+                for seq, event in enumerate(events):
+                    time.sleep(max(0.0, started + seq / rate - time.monotonic()))
+                    sends.send(seq, event)
+
+            publisher = threading.Thread(target=publish, name="chaos-publisher")
+            publisher.start()
+            done_kills = 0
+            for _ in range(kills):
+                # Kill only a worker that is busy applying events, not one still loading.
+                if not _wait_progress(metrics_port, timeout_s=120, min_events=10):
+                    break
+                _kill9(worker)
+                done_kills += 1
+                say(f"kill -9 #{done_kills} of the worker at {time.monotonic() - started:.0f}s")
+                worker.start()
+            broker_restarted = False
+            if restart_broker and publisher.is_alive():
+                say(f"restarting the Kafka broker at {time.monotonic() - started:.0f}s")
+                broker.stop()
+                broker = _broker(root, port, controller_port)
+                broker.start()
+                broker.wait_ready(120)
+                broker_restarted = True
+            elif restart_broker:
+                say("publishing ended before the broker restart: lower --rate")
+            if outage_s > 0:
+                _wait_progress(metrics_port, timeout_s=120, min_events=10)
+                say(f"store outage for {outage_s:.0f}s from {time.monotonic() - started:.0f}s")
+                flag.touch()
+                time.sleep(outage_s)
+                flag.unlink()
+            publisher.join()
+            sends.close()
+            say(
+                f"published {len(events)} events ({sends.failed} unacknowledged); waiting for lag 0"
+            )
+            deadline = time.monotonic() + 600
+            while True:
+                try:
+                    lag = consumer_lag(
+                        bootstrap, group=settings.consumer_group, topic=settings.documents_topic
+                    )
+                except UpstreamUnavailable:  # the group coordinator is still moving
+                    lag = {}
+                if lag and sum(lag.values()) == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"lag never reached 0: {lag}\n{worker.log_tail()}")
+                time.sleep(1)
+            worker.stop()
+            expected: dict[DocumentKey, Expected] = {}
+            for _, event in sorted(sends.acked, key=lambda pair: pair[0]):
+                expected.setdefault((event.tenant, event.doc_id), Expected()).apply(event)
+            store = EdgeStore(settings.store_path, alias=settings.collection)
             try:
-                lag = consumer_lag(
-                    bootstrap, group=settings.consumer_group, topic=settings.documents_topic
-                )
-            except UpstreamUnavailable:  # the group coordinator is still moving
-                lag = {}
-            if lag and sum(lag.values()) == 0:
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"lag never reached 0: {lag}\n{worker.log_tail()}")
-            time.sleep(1)
-        worker.stop()
-        broker.stop()
-        expected: dict[DocumentKey, Expected] = {}
-        for _, event in sorted(sends.acked, key=lambda pair: pair[0]):
-            expected.setdefault((event.tenant, event.doc_id), Expected()).apply(event)
-        store = EdgeStore(settings.store_path, alias=settings.collection)
-        try:
-            result = check(store, expected)
+                result = check(store, expected)
+            finally:
+                store.close()
+            return {
+                "documents": documents,
+                "events": len(events),
+                "acknowledged": len(sends.acked),
+                "unacknowledged": sends.failed,
+                "kills": done_kills,
+                "store_outage_s": outage_s,
+                "broker_restarts": int(broker_restarted),
+                "elapsed_s": round(time.monotonic() - started, 1),
+                **result,
+            }
         finally:
-            store.close()
-        return {
-            "documents": documents,
-            "events": len(events),
-            "acknowledged": len(sends.acked),
-            "unacknowledged": sends.failed,
-            "kills": done_kills,
-            "store_outage_s": outage_s,
-            "broker_restarts": int(broker_restarted),
-            "elapsed_s": round(time.monotonic() - started, 1),
-            **result,
-        }
+            # Whatever happened, leave no process behind.
+            if worker is not None:
+                worker.stop()
+            broker.stop()
 
 
 def main() -> None:
