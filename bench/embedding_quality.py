@@ -1,6 +1,6 @@
 """Speed and quality of the int8 ONNX embedder against sentence-transformers fp32.
 
-    python -m bench.embedding_quality                 # about 2 minutes on 2 cores
+    python -m bench.embedding_quality                 # 1-3 minutes on 2 cores
     python -m bench.embedding_quality --passages 100  # quicker
 
 Corpus: deterministic synthetic passages (20-250 words) of sentences drawn from a
@@ -9,9 +9,10 @@ topic, so nearest neighbours are meaningful. Both embedders run in the same proc
 the same inputs with the same batch size; throughput repeats alternate between them
 (median of the repeats), so background load hits both alike.
 
-Quality: cosine between the fp32 and int8 vector of each passage; per query, recall@10
-of the int8 top-10 against the fp32 top-10 (each searched in its own vectors), and
-whether both put the same passage first. Prints one JSON object.
+Quality: cosine between the fp32 and int8 vector of each passage and query; per query,
+recall@10 of the int8 top-10 against the fp32 top-10 (each searched in its own
+vectors), and whether both put the same passage first; and how far int8 vectors move
+with their batch mates (batched vs one text per call). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -128,6 +129,27 @@ def _vectors(embedder: Embedder, texts: list[str]) -> npt.NDArray[np.float32]:
     return np.asarray(embedder.embed(texts), dtype=np.float32)
 
 
+def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> dict[str, float]:
+    values = (a * b).sum(axis=1)
+    return {"mean": round(float(values.mean()), 5), "min": round(float(values.min()), 5)}
+
+
+def quality(
+    fp32: Embedder, int8: Embedder, int8_alone: Embedder, texts: list[str], queries: list[str]
+) -> dict[str, object]:
+    """Cosines fp32 vs int8 (passages, queries, int8 batched vs one at a time) and retrieval."""
+    ref = (_vectors(fp32, texts), _vectors(fp32, queries))
+    got = (_vectors(int8, texts), _vectors(int8, queries))
+    return {
+        "cosine_fp32_vs_int8": {
+            "passages": _cosines(ref[0], got[0]),
+            "queries": _cosines(ref[1], got[1]),
+        },
+        "cosine_int8_batched_vs_alone": _cosines(got[0], _vectors(int8_alone, texts)),
+        "retrieval_int8_vs_fp32": agreement(ref, got),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passages", type=int, default=300)
@@ -141,51 +163,34 @@ def main() -> None:
     args = parser.parse_args()
 
     texts, queries = corpus(passages=args.passages, queries=args.queries, seed=args.seed)
-    fp32 = SentenceTransformerEmbedder(
-        None, model_name="all-MiniLM-L6-v2", batch_size=args.batch_size
-    )
+    name, batch_size = "all-MiniLM-L6-v2", args.batch_size
+    fp32 = SentenceTransformerEmbedder(None, model_name=name, batch_size=batch_size)
     with tempfile.TemporaryDirectory() as scratch:
         cache_dir = args.cache_dir or Path(scratch)
         cached = cached_model_path(default_model_path(), cache_dir).is_file()
         started = time.perf_counter()
-        int8 = OnnxInt8Embedder(
-            None, model_name="all-MiniLM-L6-v2", cache_dir=cache_dir, batch_size=args.batch_size
-        )
+        int8 = OnnxInt8Embedder(None, model_name=name, cache_dir=cache_dir, batch_size=batch_size)
         ready_s = time.perf_counter() - started
-        speed = throughput({"torch_fp32": fp32, "onnx_int8": int8}, texts, repeats=args.repeats)
-
-    ref = (_vectors(fp32, texts), _vectors(fp32, queries))
-    got = (_vectors(int8, texts), _vectors(int8, queries))
-    cosines = (ref[0] * got[0]).sum(axis=1)
-    query_cosines = (ref[1] * got[1]).sum(axis=1)
+        int8_alone = OnnxInt8Embedder(None, model_name=name, cache_dir=cache_dir, batch_size=1)
+    speed = throughput({"torch_fp32": fp32, "onnx_int8": int8}, texts, repeats=args.repeats)
     words = [len(text.split()) for text in texts]
-    print(
-        json.dumps(
-            {
-                "passages": len(texts),
-                "queries": len(queries),
-                "passage_words": {
-                    "min": min(words),
-                    "mean": round(statistics.fmean(words), 1),
-                    "max": max(words),
-                },
-                "batch_size": args.batch_size,
-                "repeats": args.repeats,
-                "cpus": cpu_count(),
-                "passages_per_s": speed,
-                "speedup": round(speed["onnx_int8"] / speed["torch_fp32"], 2),
-                "int8_model": {"from_cache": cached, "ready_s": round(ready_s, 1)},
-                "cosine_fp32_vs_int8": {
-                    "mean": round(float(cosines.mean()), 5),
-                    "min": round(float(cosines.min()), 5),
-                    "queries_mean": round(float(query_cosines.mean()), 5),
-                    "queries_min": round(float(query_cosines.min()), 5),
-                },
-                "retrieval": agreement(ref, got),
-            },
-            indent=2,
-        )
-    )
+    report = {
+        "passages": len(texts),
+        "queries": len(queries),
+        "passage_words": {
+            "min": min(words),
+            "mean": round(statistics.fmean(words), 1),
+            "max": max(words),
+        },
+        "batch_size": batch_size,
+        "repeats": args.repeats,
+        "cpus": cpu_count(),
+        "passages_per_s": speed,
+        "speedup": round(speed["onnx_int8"] / speed["torch_fp32"], 2),
+        "int8_model": {"from_cache": cached, "ready_s": round(ready_s, 1)},
+        **quality(fp32, int8, int8_alone, texts, queries),
+    }
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

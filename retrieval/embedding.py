@@ -135,13 +135,23 @@ def _unit(vector: Sequence[float]) -> list[float]:
 
 
 def open_embedder(settings: Settings) -> Embedder:
-    """The remote embedder when ``HEADWATER_EMBEDDING_URL`` is set, else in-process."""
+    """The remote embedder when ``HEADWATER_EMBEDDING_URL`` is set, else in-process with
+    ``HEADWATER_EMBEDDING_BACKEND`` (torch fp32 by default)."""
     if settings.embedding_url:
         return RemoteEmbedder(
             base_url=settings.embedding_url,
             model=settings.embedding_model,
             tokenizer_dir=settings.embedding_model_path,
             timeout_s=settings.llm_timeout_s,
+        )
+    if settings.embedding_backend == "onnx-int8":
+        from retrieval.onnx_embedding import OnnxInt8Embedder
+
+        return OnnxInt8Embedder(
+            settings.embedding_model_path,
+            model_name=settings.embedding_model,
+            cache_dir=settings.data_dir / "models" / "onnx",
+            batch_size=settings.embedding_batch_size,
         )
     return SentenceTransformerEmbedder(
         settings.embedding_model_path,

@@ -92,3 +92,12 @@ def test_a_second_construction_loads_the_cached_model(
     after = again.model_path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert again.embed(TEXTS[:1]) == int8.embed(TEXTS[:1])
+
+
+def test_settings_select_the_int8_engine(tmp_path: Path) -> None:
+    from core.settings import Settings
+    from retrieval.embedding import open_embedder
+
+    engine = open_embedder(Settings(embedding_backend="onnx-int8", data_dir=tmp_path))
+    assert isinstance(engine, OnnxInt8Embedder)
+    assert any((tmp_path / "models" / "onnx").iterdir())
