@@ -56,7 +56,6 @@ async def throughput(
         )
     bare_s = time.perf_counter() - started
 
-    publisher = DocumentPublisher(clients.producer, settings.documents_topic)
     keys = [(event.tenant, event.doc_id) for event in events]
     started = time.perf_counter()
     for event in events:
@@ -72,7 +71,6 @@ async def throughput(
         pending -= await _applied(clients, list(pending))
         await asyncio.sleep(0.02)
     pipeline_s = time.perf_counter() - started
-    del publisher
     return {
         "documents": docs,
         "chunks": len(inputs),

@@ -95,9 +95,7 @@ class ManagedProcess:
             self.pid_path.parent.mkdir(parents=True, exist_ok=True)
             self.pid_path.write_text(str(self._popen.pid))
 
-    def wait_ready(
-        self, timeout_s: float, *, on_wait: Callable[[float], None] | None = None
-    ) -> float:
+    def wait_ready(self, timeout_s: float) -> float:
         """Poll until ready; returns seconds waited. Raises ``StackError`` on exit or timeout."""
         started = time.monotonic()
         while True:
@@ -110,8 +108,6 @@ class ManagedProcess:
                 return waited
             if waited > timeout_s:
                 raise StackError(f"{self.name} not ready after {timeout_s:.0f}s\n{self.log_tail()}")
-            if on_wait:
-                on_wait(waited)
             time.sleep(0.25)
 
     def stop(self, timeout_s: float = 30.0) -> None:

@@ -68,9 +68,3 @@ class Citation(BaseModel):
     title: str | None = None
     uri: str | None = None
     score: float
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
