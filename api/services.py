@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from acl.keys import ApiKeyAuthenticator, Authenticator
+from acl.oidc import BearerAuthenticator, ClaimMapping, JwksKeys, JwtAuthenticator
 from api.answering import Answerer
 from core.settings import Settings
 from inference.router import ModelRouter
@@ -39,6 +40,26 @@ class Services:
     ingest_enabled: bool
 
 
+def _authenticator(settings: Settings) -> Authenticator:
+    """API keys from the key file, and OIDC JWTs when an issuer is configured."""
+    api_keys = ApiKeyAuthenticator.from_file(settings.api_keys_file)
+    if not settings.oidc_issuer:
+        return api_keys
+    oidc = JwtAuthenticator(
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience or "",
+        keys=JwksKeys(url=settings.oidc_jwks_url, path=settings.oidc_jwks_file),
+        algorithms=tuple(alg.strip() for alg in settings.oidc_algorithms.split(",") if alg.strip()),
+        claims=ClaimMapping(
+            user=settings.oidc_user_claim,
+            groups=settings.oidc_groups_claim,
+            tenant=settings.oidc_tenant_claim,
+            department=settings.oidc_department_claim,
+        ),
+    )
+    return BearerAuthenticator(api_keys=api_keys, oidc=oidc)
+
+
 def _backends(settings: Settings) -> ModelRouter:
     small = OpenAIBackend(
         base_url=settings.llm_small_url,
@@ -59,7 +80,7 @@ def _backends(settings: Settings) -> ModelRouter:
 async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterator[Services]:
     """Open the clients; with ``run_ingest`` also run the faust worker on this loop."""
     async with AsyncExitStack() as stack:
-        authenticator = ApiKeyAuthenticator.from_file(settings.api_keys_file)
+        authenticator = _authenticator(settings)
         clients = await stack.enter_async_context(open_pipeline_clients(settings))
         store, embedder, producer = clients.store, clients.embedder, clients.producer
         router = _backends(settings)

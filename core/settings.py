@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     port: int = 8000
     api_keys_file: Path = Field(Path("deploy/local/api-keys.json"))
 
+    # OIDC bearer tokens (JWT). Enabled when an issuer is set.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = Field(None, description="The IdP's JWKS endpoint.")
+    oidc_jwks_file: Path | None = Field(None, description="A JWKS file instead of a URL.")
+    oidc_algorithms: str = Field("RS256,ES256", description="Comma-separated, asymmetric only.")
+    oidc_user_claim: str = "sub"
+    oidc_groups_claim: str = "groups"
+    oidc_tenant_claim: str = "tenant"
+    oidc_department_claim: str = "department"
+
     # Telemetry
     service_name: str = "headwater"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. :4318.")
@@ -105,6 +116,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.oidc_issuer and not (
+            self.oidc_audience and (self.oidc_jwks_url or self.oidc_jwks_file)
+        ):
+            raise ValueError(
+                "OIDC needs HEADWATER_OIDC_AUDIENCE and HEADWATER_OIDC_JWKS_URL (or _JWKS_FILE)"
+            )
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("chunk_overlap_tokens must be smaller than chunk_tokens")
         if self.environment == "production" and self.qdrant_api_key == "changethis":
