@@ -10,6 +10,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from acl.cli import keys
 from core.settings import Settings
 from core.telemetry import configure_logging
 from ingest.cli import dlq, publish
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.command()(publish)
 app.add_typer(dlq, name="dlq")
+app.add_typer(keys, name="keys")
 console = Console(stderr=True)
 _NEEDS_SERVER = (
     "needs a Qdrant server (HEADWATER_QDRANT_URL); "
