@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 
 from acl.filter import PermissionFilter
 from acl.models import Principal
+from api.audit import ServedChunk
 from api.errors import error_body
 from api.prompt import CHARS_PER_TOKEN, fit_sources, system_prompt
 from core.errors import HeadwaterError, InvalidRequest
@@ -35,10 +36,18 @@ class PreparedAnswer:
     body: JSON
     citations: list[Citation]
     principal: Principal | None = None
+    served: list[ServedChunk] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
 
     def meter(self, usage: dict[str, Any] | None) -> None:
-        """Count the tokens the model server reported, for chargeback."""
-        if not usage or self.principal is None:
+        """Count the tokens the model server reported, for chargeback and the audit."""
+        if not usage:
+            return
+        self.usage.update(
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+        if self.principal is None:
             return
         labels = (
             self.principal.tenant,
@@ -94,7 +103,13 @@ class Answerer:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
-        return PreparedAnswer(route, body, [_citation(hit) for hit in sources], principal)
+        return PreparedAnswer(
+            route,
+            body,
+            [_citation(hit) for hit in sources],
+            principal,
+            served=[ServedChunk.of(hit) for hit in sources],
+        )
 
     async def _retrieve(self, principal: Principal, request: ChatCompletionRequest) -> list[Hit]:
         options = request.headwater.retrieval

@@ -155,6 +155,48 @@ def _print_citations(out: Console, extension: dict[str, object]) -> None:
         out.print(f"  [{n}] {name} ({where})", markup=False)
 
 
+audit = typer.Typer(help="Read the audit trail (headwater.audit.v1).", no_args_is_help=True)
+app.add_typer(audit, name="audit")
+
+
+@audit.command("who-saw")
+def who_saw(
+    doc_id: Annotated[str, typer.Argument(help="The document id.")],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+) -> None:
+    """Every answered request that was served a chunk of DOC_ID: when, who, which chunks."""
+    import uuid
+
+    from rich.table import Table
+
+    from api.audit import AuditRecord
+    from ingest.kafka import read_records
+
+    settings = Settings()
+    table = Table("at", "tenant", "user", "department", "endpoint", "request id", "chunks")
+    seen = 0
+    group = f"headwater-audit-{uuid.uuid4().hex}"
+    for message, _ in read_records(
+        settings.kafka_bootstrap, topic=settings.audit_topic, group=group, commit=False
+    ):
+        record = AuditRecord.model_validate_json(message.value or b"{}")
+        chunks = [c for c in record.chunks if c.doc_id == doc_id]
+        if not chunks or (tenant and record.tenant != tenant):
+            continue
+        seen += 1
+        served = ", ".join(f"#{c.chunk_no} (v{c.version})" for c in chunks)
+        table.add_row(
+            record.at,
+            record.tenant,
+            record.user_id,
+            record.department or "",
+            record.endpoint,
+            record.request_id,
+            served,
+        )
+    Console().print(table if seen else f"no answered request was served {doc_id}")
+
+
 @app.command()
 def up(
     api_port: Annotated[int, typer.Option(help="Port of the Headwater API.")] = 8000,

@@ -9,6 +9,7 @@ from opentelemetry import trace
 
 from acl.models import Principal
 from api.answering import Answerer
+from api.audit import AuditLog
 from api.services import Services
 from core.errors import Unauthenticated
 from retrieval.service import Retriever
@@ -57,5 +58,10 @@ def get_answerer(services: ServicesDep) -> Answerer:
     return services.answerer
 
 
+def get_audit(services: ServicesDep) -> AuditLog:
+    return services.audit
+
+
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+AuditDep = Annotated[AuditLog, Depends(get_audit)]
 AnswererDep = Annotated[Answerer, Depends(get_answerer)]

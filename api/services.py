@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from acl.keys import ApiKeyAuthenticator, Authenticator
 from acl.oidc import BearerAuthenticator, ClaimMapping, JwksKeys, JwtAuthenticator
 from api.answering import Answerer
+from api.audit import AuditLog
 from core.settings import Settings
 from inference.router import ModelRouter
 from inference.service import ChatService
@@ -37,6 +38,7 @@ class Services:
     answerer: Answerer
     producer: KafkaProducer
     publisher: DocumentPublisher
+    audit: AuditLog
     ingest_enabled: bool
 
 
@@ -99,6 +101,7 @@ async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterato
             ),
             producer=producer,
             publisher=DocumentPublisher(producer, settings.documents_topic),
+            audit=AuditLog(producer, settings.audit_topic),
             ingest_enabled=run_ingest,
         )
         if run_ingest:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from acl.filter import PermissionFilter, RequestFilter
-from api.deps import PrincipalDep, RetrieverDep, ServicesDep
+from api.audit import AuditRecord, ServedChunk
+from api.deps import AuditDep, PrincipalDep, RetrieverDep, ServicesDep
 
 router = APIRouter(tags=["search"])
 
@@ -37,11 +40,26 @@ class SearchResponse(BaseModel):
 
 @router.post("/v1/search")
 async def search(
-    body: SearchRequest, principal: PrincipalDep, retriever: RetrieverDep, services: ServicesDep
+    body: SearchRequest,
+    principal: PrincipalDep,
+    retriever: RetrieverDep,
+    services: ServicesDep,
+    audit: AuditDep,
+    request: Request,
 ) -> SearchResponse:
+    started = time.perf_counter()
     permission = PermissionFilter.for_principal(principal, body.filter)
     top_k = min(body.top_k, services.settings.retrieval_max_top_k)
     hits = await retriever.search(body.query, permission=permission, top_k=top_k)
+    await audit.write(
+        AuditRecord.for_principal(
+            principal,
+            request_id=request.state.request_id,
+            endpoint="search",
+            chunks=[ServedChunk.of(hit) for hit in hits],
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+    )
     return SearchResponse(
         data=[
             SearchResult(

@@ -181,3 +181,36 @@ def test_errors_use_one_shape(client: TestClient) -> None:
         headers=auth(HR_KEY),
     )
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+
+
+def test_the_audit_trail_says_who_saw_the_document_and_holds_no_text(
+    client: TestClient,
+    settings: Settings,
+    published: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from ingest.kafka import read_records
+
+    monkeypatch.setenv("HEADWATER_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
+    result = CliRunner().invoke(app, ["audit", "who-saw", DOC_ID], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "hannah@acme.com" in result.output and "chat" in result.output
+    assert "evan@acme.com" not in result.output, "the eng user was never served the document"
+    raw = [
+        record.value or b""
+        for record, _ in read_records(
+            settings.kafka_bootstrap,
+            topic=settings.audit_topic,
+            group=f"check-{uuid.uuid4().hex}",
+            commit=False,
+        )
+    ]
+    assert raw and all(json.loads(value)["schema"] == "headwater.audit/1" for value in raw)
+    assert not any(
+        CANARY.encode() in value or b"salary bands for engineers" in value for value in raw
+    )
