@@ -36,7 +36,9 @@ def get_principal(request: Request, services: ServicesDep) -> Principal:
                 code="missing_api_key",
             )
         try:
-            principal = services.authenticator.authenticate(credential.strip())
+            principal = services.directory.resolve(
+                services.authenticator.authenticate(credential.strip())
+            )
         except Unauthenticated:
             span.set_attribute("headwater.auth.outcome", "rejected")
             raise

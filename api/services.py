@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
+from acl.directory import GroupDirectory
 from acl.keys import ApiKeyAuthenticator, Authenticator
 from acl.oidc import BearerAuthenticator, ClaimMapping, JwksKeys, JwtAuthenticator
 from api.answering import Answerer
@@ -15,7 +17,7 @@ from core.settings import Settings
 from inference.router import ModelRouter
 from inference.service import ChatService
 from inference.vllm import OpenAIBackend
-from ingest.kafka import KafkaProducer
+from ingest.kafka import KafkaProducer, follow_topic
 from ingest.publish import DocumentPublisher
 from ingest.runtime import ingest_worker, open_pipeline_clients
 from retrieval.embedding import Embedder
@@ -39,6 +41,7 @@ class Services:
     producer: KafkaProducer
     publisher: DocumentPublisher
     audit: AuditLog
+    directory: GroupDirectory
     ingest_enabled: bool
 
 
@@ -60,6 +63,31 @@ def _authenticator(settings: Settings) -> Authenticator:
         ),
     )
     return BearerAuthenticator(api_keys=api_keys, oidc=oidc)
+
+
+@contextmanager
+def _following_directory(settings: Settings, directory: GroupDirectory) -> Iterator[None]:
+    """Keep ``directory`` in step with the principals topic, in a background thread."""
+    stop = threading.Event()
+
+    def follow() -> None:
+        try:
+            follow_topic(
+                settings.kafka_bootstrap,
+                topic=settings.principals_topic,
+                on_record=directory.apply,
+                stop=stop,
+            )
+        except Exception:  # noqa: BLE001 - logged; requests then use credential groups
+            _log.exception("the group directory stopped following %s", settings.principals_topic)
+
+    thread = threading.Thread(target=follow, name="headwater-directory", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _backends(settings: Settings) -> ModelRouter:
@@ -102,8 +130,10 @@ async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterato
             producer=producer,
             publisher=DocumentPublisher(producer, settings.documents_topic),
             audit=AuditLog(producer, settings.audit_topic),
+            directory=GroupDirectory(),
             ingest_enabled=run_ingest,
         )
+        stack.enter_context(_following_directory(settings, services.directory))
         if run_ingest:
             await stack.enter_async_context(
                 ingest_worker(settings, store=store, embedder=embedder, producer=producer)

@@ -12,7 +12,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from core.errors import UpstreamUnavailable
@@ -200,6 +208,40 @@ def read_records(
                     consumer.commit(message=message, asynchronous=False)
 
             yield record, commit_past
+    finally:
+        consumer.close()
+
+
+def follow_topic(
+    bootstrap: str,
+    *,
+    topic: str,
+    on_record: Callable[[bytes | None, bytes | None], None],
+    stop: threading.Event,
+    timeout_s: float = 10.0,
+) -> None:
+    """Read every partition of ``topic`` from the beginning, then follow it until ``stop``
+    is set; no consumer group (every process keeps its own full view)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise UpstreamUnavailable(f"topic {topic} is not available")
+        consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(metadata.partitions)]
+        )
+        while not stop.is_set():
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            value = message.value()
+            key = message.key()
+            on_record(
+                key.encode() if isinstance(key, str) else key,
+                value.encode() if isinstance(value, str) else value,
+            )
     finally:
         consumer.close()
 
