@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import register_error_handlers
-from api.routers import chat, documents, health, search
+from api.routers import admin, chat, documents, health, search
 from api.services import open_services
 from core.metrics import HTTP_REQUEST_DURATION
 from core.settings import Settings
@@ -95,6 +95,7 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(search.router)
     app.include_router(documents.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware)

@@ -16,11 +16,13 @@ from core.settings import Settings
 
 HR_KEY, ENG_KEY, CONNECTOR_KEY = "e2e-hr-key", "e2e-eng-key", "e2e-connector-key"
 DIRECTORY_KEY = "e2e-directory-key"
+ADMIN_KEY = "e2e-admin-key"
 KEYS = [
     {"key": HR_KEY, "tenant": "acme", "user_id": "hannah@acme.com", "groups": ["hr"]},
     {"key": ENG_KEY, "tenant": "acme", "user_id": "evan@acme.com", "groups": ["eng"]},
     {"key": CONNECTOR_KEY, "tenant": "acme", "user_id": "wiki-connector", "roles": ["connector"]},
     {"key": DIRECTORY_KEY, "tenant": "acme", "user_id": "dana@acme.com", "groups": ["eng"]},
+    {"key": ADMIN_KEY, "tenant": "acme", "user_id": "root@acme.com", "roles": ["admin"]},
 ]
 
 

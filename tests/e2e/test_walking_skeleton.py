@@ -225,7 +225,11 @@ def test_the_audit_trail_says_who_saw_the_document_and_holds_no_text(
     ],
 )
 def test_injection_prompts_never_leak_the_canary(
-    client: TestClient, published: dict[str, Any], attack: str, caplog: pytest.LogCaptureFixture
+    client: TestClient,
+    published: dict[str, Any],
+    attack: str,
+    caplog: pytest.LogCaptureFixture,
+    spans: InMemorySpanExporter,
 ) -> None:
     caplog.set_level("DEBUG")
     answer = client.post(
@@ -252,5 +256,8 @@ def test_injection_prompts_never_leak_the_canary(
         headers=auth(ENG_KEY),
     )
     assert hits.json()["data"] == [] and denied.status_code == 400
-    for text in (answer.text, hits.text, denied.text, caplog.text):
+    attributes = " ".join(
+        str(value) for span in spans.get_finished_spans() for value in span.attributes.values()
+    )
+    for text in (answer.text, hits.text, denied.text, caplog.text, attributes):
         assert CANARY not in text and "74,000" not in text

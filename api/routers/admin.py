@@ -1,0 +1,93 @@
+"""Admin endpoints for API keys, for principals with the ``admin`` role, within their
+own tenant. The CLI (``headwater keys``) does the same on the key file directly."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from acl.keys import KeyEntry, KeyStore
+from acl.models import Principal
+from api.deps import PrincipalDep, ServicesDep
+from core.errors import NotFound, PermissionDenied
+
+router = APIRouter(tags=["admin"])
+
+ADMIN_ROLE = "admin"
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1)
+    groups: list[str] = []
+    department: str | None = None
+    roles: list[str] = []
+
+
+class KeyInfo(BaseModel):
+    id: str
+    tenant: str
+    user_id: str
+    groups: list[str]
+    department: str | None
+    roles: list[str]
+    created_at: str | None
+    revoked_at: str | None
+
+    @classmethod
+    def of(cls, entry: KeyEntry) -> KeyInfo:
+        return cls(
+            id=entry.key_id,
+            tenant=entry.tenant,
+            user_id=entry.user_id,
+            groups=entry.groups,
+            department=entry.department,
+            roles=entry.roles,
+            created_at=entry.created_at,
+            revoked_at=entry.revoked_at,
+        )
+
+
+class CreatedKey(KeyInfo):
+    key: str = Field(description="Shown once; only its SHA-256 is stored.")
+
+
+class KeyList(BaseModel):
+    object: str = "list"
+    data: list[KeyInfo]
+
+
+def _admin(principal: Principal) -> Principal:
+    if ADMIN_ROLE not in principal.roles:
+        raise PermissionDenied("managing keys needs the 'admin' role", code="not_an_admin")
+    return principal
+
+
+@router.post("/v1/admin/keys", status_code=status.HTTP_201_CREATED)
+async def create_key(
+    body: KeyRequest, principal: PrincipalDep, services: ServicesDep
+) -> CreatedKey:
+    admin = _admin(principal)
+    new = Principal(tenant=admin.tenant, **body.model_dump())
+    key, entry = await asyncio.to_thread(KeyStore(services.settings.api_keys_file).create, new)
+    return CreatedKey(key=key, **KeyInfo.of(entry).model_dump())
+
+
+@router.get("/v1/admin/keys")
+async def list_keys(principal: PrincipalDep, services: ServicesDep) -> KeyList:
+    tenant = _admin(principal).tenant
+    entries = await asyncio.to_thread(KeyStore(services.settings.api_keys_file).entries)
+    return KeyList(data=[KeyInfo.of(entry) for entry in entries if entry.tenant == tenant])
+
+
+@router.delete("/v1/admin/keys/{key_id}")
+async def revoke_key(key_id: str, principal: PrincipalDep, services: ServicesDep) -> KeyInfo:
+    tenant = _admin(principal).tenant
+    store = KeyStore(services.settings.api_keys_file)
+    entries = await asyncio.to_thread(store.entries)
+    if not any(entry.key_id == key_id and entry.tenant == tenant for entry in entries):
+        raise NotFound(f"no key {key_id!r} in your tenant", param="key_id", code="key_not_found")
+    return KeyInfo.of(await asyncio.to_thread(store.revoke, key_id))
