@@ -4,8 +4,9 @@ and one Headwater app (API + ingest worker, embedded store) for the whole e2e ru
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -46,6 +47,16 @@ def settings(
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout_s}s")
 
 
 def auth(key: str) -> dict[str, str]:

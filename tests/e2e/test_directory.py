@@ -4,27 +4,16 @@ re-indexing, no new credential."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from ingest.kafka import KafkaProducer
-from tests.e2e.conftest import CONNECTOR_KEY, DIRECTORY_KEY, HR_KEY, auth, search
+from tests.e2e.conftest import CONNECTOR_KEY, DIRECTORY_KEY, HR_KEY, auth, eventually, search
 
 pytestmark = pytest.mark.e2e
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout_s}s")
 
 
 def test_membership_changes_grant_and_revoke_access_on_the_next_request(
@@ -47,7 +36,7 @@ def test_membership_changes_grant_and_revoke_access_on_the_next_request(
     def sees(key: str) -> bool:
         return any(hit["doc_id"] == doc_id for hit in search(client, key, query))
 
-    _eventually(lambda: sees(HR_KEY), "indexing")
+    eventually(lambda: sees(HR_KEY), "indexing")
     assert not sees(DIRECTORY_KEY)
     producer = KafkaProducer(settings.kafka_bootstrap)
 
@@ -60,11 +49,11 @@ def test_membership_changes_grant_and_revoke_access_on_the_next_request(
 
     try:
         membership({"groups": ["eng", "hr"]})
-        _eventually(lambda: sees(DIRECTORY_KEY), "dana gaining access through hr")
+        eventually(lambda: sees(DIRECTORY_KEY), "dana gaining access through hr")
         membership({"groups": ["eng"]})
-        _eventually(lambda: not sees(DIRECTORY_KEY), "dana losing access")
+        eventually(lambda: not sees(DIRECTORY_KEY), "dana losing access")
         membership({"groups": ["eng"], "disabled": True})
-        _eventually(
+        eventually(
             lambda: (
                 client.post(
                     "/v1/search", json={"query": "x"}, headers=auth(DIRECTORY_KEY)

@@ -6,26 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from tests.e2e.conftest import CONNECTOR_KEY, ENG_KEY, HR_KEY, auth, search
+from tests.e2e.conftest import CONNECTOR_KEY, ENG_KEY, HR_KEY, auth, eventually, search
 
 pytestmark = pytest.mark.e2e
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {timeout_s}s")
 
 
 def _sees(client: TestClient, key: str, doc_id: str, query: str) -> bool:
@@ -49,7 +38,7 @@ def test_http_ingest_acl_change_and_delete(client: TestClient) -> None:
     assert posted.status_code == 202, posted.text
     accepted = posted.json()
     assert accepted["topic"] == "headwater.documents.v1" and accepted["offset"] >= 0
-    _eventually(lambda: _sees(client, HR_KEY, doc_id, query), "hr seeing the new document")
+    eventually(lambda: _sees(client, HR_KEY, doc_id, query), "hr seeing the new document")
     assert not _sees(client, ENG_KEY, doc_id, query)
 
     moved = client.put(
@@ -58,7 +47,7 @@ def test_http_ingest_acl_change_and_delete(client: TestClient) -> None:
         headers=auth(CONNECTOR_KEY),
     )
     assert moved.status_code == 202
-    _eventually(lambda: not _sees(client, HR_KEY, doc_id, query), "hr losing access")
+    eventually(lambda: not _sees(client, HR_KEY, doc_id, query), "hr losing access")
     assert _sees(client, ENG_KEY, doc_id, query)
 
     stale = client.put(
@@ -69,7 +58,7 @@ def test_http_ingest_acl_change_and_delete(client: TestClient) -> None:
     assert stale.status_code == 202
     deleted = client.delete(f"/v1/documents/{doc_id}?version=3", headers=auth(CONNECTOR_KEY))
     assert deleted.status_code == 202
-    _eventually(lambda: not _sees(client, ENG_KEY, doc_id, query), "the delete")
+    eventually(lambda: not _sees(client, ENG_KEY, doc_id, query), "the delete")
     assert not _sees(client, HR_KEY, doc_id, query), "the stale public ACL was never applied"
 
 
@@ -112,7 +101,7 @@ def test_any_producer_that_writes_the_documented_json_works(
         check=True,
         timeout=30,
     )
-    _eventually(lambda: _sees(client, HR_KEY, doc_id, "visitor parking level"), "kcat's document")
+    eventually(lambda: _sees(client, HR_KEY, doc_id, "visitor parking level"), "kcat's document")
 
 
 def test_metrics_count_ingest_and_requests(client: TestClient) -> None:
