@@ -77,6 +77,7 @@ class KeyEntry(BaseModel):
             groups=tuple(self.groups),
             department=self.department,
             roles=tuple(self.roles),
+            key_id=self.key_id,
         )
 
 

@@ -15,6 +15,11 @@ class Principal(BaseModel):
     groups: tuple[str, ...] = ()
     department: str | None = None
     roles: tuple[str, ...] = Field((), description="e.g. 'connector' to write documents.")
+    key_id: str | None = Field(
+        None,
+        description="The credential's public, non-secret id: an API key's id, or "
+        "'oidc:<sub>' for a JWT. For metering and the audit, never for access decisions.",
+    )
 
     @field_validator("groups", "roles", mode="before")
     @classmethod

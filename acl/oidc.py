@@ -22,6 +22,8 @@ from core.errors import Unauthenticated
 
 _log = logging.getLogger(__name__)
 
+# key_id of a JWT principal: this prefix and the token's subject (stable, not secret).
+OIDC_KEY_PREFIX = "oidc:"
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA"})
 
 
@@ -88,6 +90,7 @@ class JwtAuthenticator:
             user_id=str(claims[self._claims.user]),
             groups=tuple(str(group) for group in groups),
             department=claims.get(self._claims.department),
+            key_id=f"{OIDC_KEY_PREFIX}{claims.get('sub') or claims[self._claims.user]}",
         )
 
 

@@ -1,11 +1,12 @@
-"""Answers a chat request: ACL-filtered retrieval, a grounded prompt, routed generation,
-citations. Text never leaves through spans or logs."""
+"""Answers a chat request: the input firewall, ACL-filtered retrieval, a grounded prompt,
+the routed tier's replicas, the output firewall (across stream chunks), citations.
+Text never leaves through spans or logs."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,30 +15,50 @@ from opentelemetry import trace
 from acl.filter import PermissionFilter
 from acl.models import Principal
 from api.audit import ServedChunk
-from api.errors import error_body
 from api.prompt import CHARS_PER_TOKEN, fit_sources, system_prompt
-from core.errors import HeadwaterError, InvalidRequest
-from core.metrics import ROUTE_DECISIONS, TOKENS
+from api.streaming import relay_sse
+from api.usage import meter_tokens
+from core.errors import InvalidRequest
+from core.metrics import ROUTE_DECISIONS, ROUTER_SCORE
 from core.settings import Settings
+from inference.firewall import Finding, PiiFirewall, Policy, record
 from inference.models import ChatCompletionRequest, Citation
 from inference.router import ModelRouter, Route
-from inference.service import ChatService
+from inference.scoring import RouteSignals
+from inference.service import ChatGateway, Served, UpstreamStream
 from inference.vllm import JSON
 from retrieval.schema import Hit
 from retrieval.service import Retriever
 
 _log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("headwater.api")
+PASSED_THROUGH = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+)
 
 
-@dataclass(frozen=True)
+@dataclass
 class PreparedAnswer:
     route: Route
     body: JSON
     citations: list[Citation]
-    principal: Principal | None = None
-    served: list[ServedChunk] = field(default_factory=list)
+    principal: Principal
+    policy: Policy
+    chunks: list[ServedChunk] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    served: Served | None = None
+    findings: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def model(self) -> str:
+        """The model that answered (the routed one until a fallback says otherwise)."""
+        return self.served.model if self.served else self.route.model
 
     def meter(self, usage: dict[str, Any] | None) -> None:
         """Count the tokens the model server reported, for chargeback and the audit."""
@@ -47,43 +68,66 @@ class PreparedAnswer:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
-        if self.principal is None:
-            return
-        labels = (
-            self.principal.tenant,
-            self.principal.department or "none",
-            self.route.backend.model,
-        )
-        TOKENS.labels(*labels, "prompt").inc(int(usage.get("prompt_tokens", 0)))
-        TOKENS.labels(*labels, "completion").inc(int(usage.get("completion_tokens", 0)))
+        meter_tokens(self.principal, model=self.model, usage=self.usage)
+
+    def note(self, direction: str, findings: list[Finding] | tuple[Finding, ...]) -> None:
+        self.findings.update(f"{direction}:{finding.entity}" for finding in findings)
+
+    def route_extension(self) -> dict[str, Any]:
+        route: dict[str, Any] = {
+            "tier": self.route.tier,
+            "model": self.model,
+            "reason": self.route.reason,
+        }
+        if self.route.decision is not None:
+            route["score"] = round(self.route.decision.score, 4)
+            route["threshold"] = round(self.route.decision.threshold, 4)
+        if self.served is not None and self.served.fell_back(self.route.tier):
+            route["served_tier"] = self.served.tier
+        return route
 
     def extension(self) -> dict[str, Any]:
         """The ``headwater`` object added to responses."""
         return {
             "citations": [c.model_dump() for c in self.citations],
-            "route": {
-                "tier": self.route.tier,
-                "model": self.route.backend.model,
-                "reason": self.route.reason,
-            },
+            "route": self.route_extension(),
         }
+
+    def route_header(self) -> str:
+        value = self.route.header_value()
+        if self.served is not None and self.served.fell_back(self.route.tier):
+            value += f"; served={self.served.tier}; served_model={self.served.model}"
+        return value
 
 
 class Answerer:
     def __init__(
-        self, *, retriever: Retriever, router: ModelRouter, chat: ChatService, settings: Settings
+        self,
+        *,
+        retriever: Retriever,
+        router: ModelRouter,
+        gateway: ChatGateway,
+        firewall: PiiFirewall,
+        settings: Settings,
     ):
         self._retriever = retriever
         self._router = router
-        self._chat = chat
+        self._gateway = gateway
+        self._firewall = firewall
         self._settings = settings
+
+    def policy(self, principal: Principal) -> Policy:
+        return self._settings.firewall_tenant_policies.get(
+            principal.tenant, self._settings.firewall_policy
+        )
 
     async def prepare(self, principal: Principal, request: ChatCompletionRequest) -> PreparedAnswer:
         max_tokens = (
             request.max_completion_tokens or request.max_tokens or self._settings.llm_max_tokens
         )
-        messages = [{"role": m.role, "content": m.text()} for m in request.messages]
-        hits = await self._retrieve(principal, request)
+        policy = self.policy(principal)
+        messages, findings = self._screen_input(request, policy)
+        hits = await self._retrieve(principal, request, messages)
         prompt_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
         budget = self._settings.llm_context_tokens - max_tokens - prompt_tokens - 128
         if budget < 0:
@@ -94,28 +138,70 @@ class Answerer:
                 code="context_length_exceeded",
             )
         sources = fit_sources(hits, budget_tokens=budget)
-        route = self._route(request.model)
+        signals = RouteSignals.from_messages(
+            [(m["role"], m["content"]) for m in messages],
+            hits=len(hits),
+            top_score=hits[0].score if hits else None,
+            context_tokens=sum(len(str(h.payload.get("text", ""))) for h in sources)
+            // CHARS_PER_TOKEN,
+            retrieval=request.headwater.retrieval.enabled,
+        )
+        route = self._route(request.model, signals)
+        # Without retrieval the gateway passes the conversation through as it came.
+        grounding = [{"role": "system", "content": system_prompt(sources)}]
         body: JSON = {
-            "messages": [{"role": "system", "content": system_prompt(sources)}, *messages],
+            "messages": [*grounding, *messages] if signals.retrieval else messages,
             "max_tokens": max_tokens,
         }
-        for key in ("temperature", "top_p", "stop", "seed"):
+        for key in PASSED_THROUGH:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
-        return PreparedAnswer(
+        prepared = PreparedAnswer(
             route,
             body,
             [_citation(hit) for hit in sources],
             principal,
-            served=[ServedChunk.of(hit) for hit in sources],
+            policy,
+            chunks=[ServedChunk.of(hit) for hit in sources],
         )
+        prepared.note("input", findings)
+        return prepared
 
-    async def _retrieve(self, principal: Principal, request: ChatCompletionRequest) -> list[Hit]:
+    def _screen_input(
+        self, request: ChatCompletionRequest, policy: Policy
+    ) -> tuple[list[dict[str, str]], list[Finding]]:
+        """Every user message through the firewall before any model sees it."""
+        messages = [{"role": m.role, "content": m.text()} for m in request.messages]
+        found: list[Finding] = []
+        with _tracer.start_as_current_span("guardrail input"):
+            for message in messages:
+                if message["role"] != "user":
+                    continue
+                verdict = self._firewall.apply(message["content"], policy)
+                found.extend(verdict.findings)
+                message["content"] = verdict.text
+            record("input", found, policy)
+        if found and policy == "block":
+            kinds = ", ".join(sorted({finding.entity for finding in found}))
+            raise InvalidRequest(
+                f"the request contains personal data or secrets ({kinds}) and this tenant's "
+                "policy blocks it; remove them and retry",
+                param="messages",
+                code="content_filter",
+            )
+        return messages, found
+
+    async def _retrieve(
+        self,
+        principal: Principal,
+        request: ChatCompletionRequest,
+        messages: list[dict[str, str]],
+    ) -> list[Hit]:
         options = request.headwater.retrieval
         if not options.enabled:
             return []
-        question = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         if not question.strip():
             return []
         top_k = min(
@@ -124,60 +210,58 @@ class Answerer:
         permission = PermissionFilter.for_principal(principal, options.filter)
         return await self._retriever.search(question, permission=permission, top_k=top_k)
 
-    def _route(self, requested: str) -> Route:
+    def _route(self, requested: str, signals: RouteSignals) -> Route:
         with _tracer.start_as_current_span("route") as span:
-            route = self._router.route(requested)
+            route = self._router.route(requested, signals)
             span.set_attribute("headwater.route.requested", requested)
             span.set_attribute("headwater.route.tier", route.tier)
-            span.set_attribute("headwater.route.model", route.backend.model)
+            span.set_attribute("headwater.route.model", route.model)
             span.set_attribute("headwater.route.reason", route.reason)
+            if route.decision is not None:
+                span.set_attributes(route.decision.span_attributes())
+                ROUTER_SCORE.observe(route.decision.score)
             ROUTE_DECISIONS.labels(route.tier, route.reason).inc()
             return route
 
     async def complete(self, prepared: PreparedAnswer) -> JSON:
-        result = await self._chat.complete(prepared.route, prepared.body)
+        result, prepared.served = await self._gateway.complete(prepared.route.tier, prepared.body)
         prepared.meter(result.get("usage"))
+        self._screen_output(prepared, result)
         return {**result, "headwater": prepared.extension()}
 
-    async def stream_sse(
-        self, prepared: PreparedAnswer, *, include_usage: bool
-    ) -> AsyncIterator[str]:
-        """Server-sent events: upstream chunks, a last chunk with citations, ``[DONE]``.
-
-        A failure mid-stream sends one error event, then ``[DONE]``.
-        """
-        last: JSON = {}
-        try:
-            async for chunk in self._chat.stream(prepared.route, prepared.body):
-                last = chunk
-                prepared.meter(chunk.get("usage"))
-                if chunk.get("usage") and not chunk.get("choices") and not include_usage:
+    def _screen_output(self, prepared: PreparedAnswer, result: JSON) -> None:
+        with _tracer.start_as_current_span("guardrail output"):
+            found: list[Finding] = []
+            for choice in result.get("choices") or []:
+                message = choice.get("message") or {}
+                if not isinstance(message.get("content"), str):
                     continue
-                if not include_usage:
-                    chunk.pop("usage", None)
-                yield _sse(chunk)
-            yield _sse(
-                {
-                    "id": last.get("id"),
-                    "object": "chat.completion.chunk",
-                    "created": last.get("created"),
-                    "model": last.get("model"),
-                    "choices": [],
-                    "headwater": prepared.extension(),
-                }
-            )
-        except HeadwaterError as exc:
-            yield _sse(
-                error_body(exc.message, error_type=exc.error_type, param=exc.param, code=exc.code)
-            )
-        except Exception:
-            _log.exception("chat stream failed after it started")
-            yield _sse(error_body("internal server error", error_type="server_error"))
-        yield "data: [DONE]\n\n"
+                verdict = self._firewall.apply(message["content"], prepared.policy)
+                found.extend(verdict.findings)
+                if verdict.action == "blocked":
+                    message["content"] = ""
+                    choice["finish_reason"] = "content_filter"
+                else:
+                    message["content"] = verdict.text
+            record("output", found, prepared.policy)
+            prepared.note("output", found)
 
+    async def open_stream(self, prepared: PreparedAnswer) -> UpstreamStream:
+        """The upstream stream, started (its first chunk in hand): failures before the
+        first token were retried on other replicas or the other tier, and what answered
+        is recorded on ``prepared.served``."""
+        upstream, prepared.served = await self._gateway.open_stream(
+            prepared.route.tier, prepared.body
+        )
+        return upstream
 
-def _sse(payload: JSON) -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+    def stream_sse(
+        self, prepared: PreparedAnswer, upstream: UpstreamStream, *, include_usage: bool
+    ) -> AsyncGenerator[str]:
+        """Server-sent events for a started stream (api.streaming)."""
+        return relay_sse(
+            prepared, upstream, self._firewall.stream(prepared.policy), include_usage=include_usage
+        )
 
 
 def _citation(hit: Hit) -> Citation:

@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import register_error_handlers
-from api.routers import admin, chat, documents, health, search
+from api.routers import admin, chat, documents, health, search, usage
 from api.services import open_services
 from core.metrics import HTTP_REQUEST_DURATION
 from core.settings import Settings
@@ -96,10 +96,15 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
     app.include_router(search.router)
     app.include_router(documents.router)
     app.include_router(admin.router)
+    app.include_router(usage.router)
     app.include_router(health.router)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware)
+    # No span per ASGI send/receive message: a stream would make one per chunk.
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics"
+        app,
+        tracer_provider=provider,
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["send", "receive"],
     )
     return app

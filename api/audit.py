@@ -6,6 +6,7 @@ latency and trace id; never the prompt or document text. Keyed ``{tenant}/{reque
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -13,7 +14,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, Field
 
 from acl.models import Principal
-from ingest.kafka import KafkaProducer
+from ingest.kafka import Delivered, KafkaProducer
 from retrieval.schema import Hit
 
 
@@ -36,11 +37,18 @@ class AuditRecord(BaseModel):
     tenant: str
     user_id: str
     department: str | None = None
+    key_id: str | None = None
     endpoint: Literal["chat", "search"]
     chunks: list[ServedChunk]
     route_tier: str | None = None
     model: str | None = None
     route_reason: str | None = None
+    route_score: float | None = Field(None, description="model=auto: the router's score.")
+    route_threshold: float | None = Field(None, description="model=auto: the threshold then.")
+    served_tier: str | None = Field(None, description="Differs from route_tier on fallback.")
+    firewall: dict[str, int] = Field(
+        default_factory=dict, description="PII findings by 'direction:ENTITY' (never the text)."
+    )
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: float
@@ -54,6 +62,7 @@ class AuditRecord(BaseModel):
                 "tenant": principal.tenant,
                 "user_id": principal.user_id,
                 "department": principal.department,
+                "key_id": principal.key_id,
                 "trace_id": f"{context.trace_id:032x}" if context.is_valid else None,
                 **fields,
             }
@@ -68,7 +77,11 @@ class AuditLog:
         self._topic = topic
 
     async def write(self, record: AuditRecord) -> None:
-        await self._producer.send_async(
+        await self.submit(record)
+
+    def submit(self, record: AuditRecord) -> asyncio.Future[Delivered]:
+        """Queue the record now; the future resolves once Kafka acknowledged it."""
+        return self._producer.send_nowait(
             self._topic,
             key=f"{record.tenant}/{record.request_id}".encode(),
             value=record.model_dump_json(by_alias=True).encode(),

@@ -11,8 +11,10 @@ import typer
 from rich.console import Console
 
 from acl.cli import keys
+from api.usage_cli import usage
 from core.settings import Settings
 from core.telemetry import configure_logging
+from inference.router_eval import router_app
 from ingest.cli import dlq, publish
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app = typer.Typer(
 app.command()(publish)
 app.add_typer(dlq, name="dlq")
 app.add_typer(keys, name="keys")
+app.add_typer(router_app, name="router")
+app.command()(usage)
 console = Console(stderr=True)
 _NEEDS_SERVER = (
     "needs a Qdrant server (HEADWATER_QDRANT_URL); "

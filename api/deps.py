@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,7 +18,11 @@ from retrieval.service import Retriever
 _tracer = trace.get_tracer("headwater.api")
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a thread pool,
+# a hand-off per request that costs more than the work (the gateway's overhead budget).
+
+
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -25,7 +30,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_principal(request: Request, services: ServicesDep) -> Principal:
+async def get_principal(request: Request, services: ServicesDep) -> Principal:
     """Authenticate ``Authorization: Bearer <key>``; the span never records the key."""
     with _tracer.start_as_current_span("acl.resolve") as span:
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
@@ -36,9 +41,13 @@ def get_principal(request: Request, services: ServicesDep) -> Principal:
                 code="missing_api_key",
             )
         try:
-            principal = services.directory.resolve(
-                services.authenticator.authenticate(credential.strip())
-            )
+            credential = credential.strip()
+            if credential.count(".") == 2:
+                # A JWT: its JWKS may have to be fetched over the network (blocking I/O).
+                found = await asyncio.to_thread(services.authenticator.authenticate, credential)
+            else:
+                found = services.authenticator.authenticate(credential)  # a hash lookup
+            principal = services.directory.resolve(found)
         except Unauthenticated:
             span.set_attribute("headwater.auth.outcome", "rejected")
             raise
@@ -52,15 +61,24 @@ def get_principal(request: Request, services: ServicesDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_retriever(services: ServicesDep) -> Retriever:
+async def get_rate_limited_principal(principal: PrincipalDep, services: ServicesDep) -> Principal:
+    """The caller, once its key's rate limit allows one more request (else 429)."""
+    services.rate_limiter.check(principal)
+    return principal
+
+
+RateLimitedPrincipalDep = Annotated[Principal, Depends(get_rate_limited_principal)]
+
+
+async def get_retriever(services: ServicesDep) -> Retriever:
     return services.retriever
 
 
-def get_answerer(services: ServicesDep) -> Answerer:
+async def get_answerer(services: ServicesDep) -> Answerer:
     return services.answerer
 
 
-def get_audit(services: ServicesDep) -> AuditLog:
+async def get_audit(services: ServicesDep) -> AuditLog:
     return services.audit
 
 

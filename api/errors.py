@@ -31,9 +31,13 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def _respond(status: int, body: dict[str, dict[str, str | None]]) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+def _respond(
+    status: int, body: dict[str, dict[str, str | None]], *, retry_after_s: int | None = None
+) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 async def _headwater_error(_: Request, exc: Exception) -> JSONResponse:
@@ -41,6 +45,7 @@ async def _headwater_error(_: Request, exc: Exception) -> JSONResponse:
     return _respond(
         exc.status_code,
         error_body(exc.message, error_type=exc.error_type, param=exc.param, code=exc.code),
+        retry_after_s=exc.retry_after_s,
     )
 
 

@@ -13,9 +13,14 @@ from acl.keys import ApiKeyAuthenticator, Authenticator
 from acl.oidc import BearerAuthenticator, ClaimMapping, JwksKeys, JwtAuthenticator
 from api.answering import Answerer
 from api.audit import AuditLog
+from api.ratelimit import RateLimiter
+from api.usage import UsageLedger, following_usage
 from core.settings import Settings
+from inference.firewall import PiiFirewall
+from inference.pool import BackendPools, Tier, TierPool
 from inference.router import ModelRouter
-from inference.service import ChatService
+from inference.scoring import AutoRouter
+from inference.service import ChatGateway
 from inference.vllm import OpenAIBackend
 from ingest.kafka import KafkaProducer, follow_topic
 from ingest.publish import DocumentPublisher
@@ -42,6 +47,8 @@ class Services:
     publisher: DocumentPublisher
     audit: AuditLog
     directory: GroupDirectory
+    rate_limiter: RateLimiter
+    usage: UsageLedger
     ingest_enabled: bool
 
 
@@ -90,20 +97,40 @@ def _following_directory(settings: Settings, directory: GroupDirectory) -> Itera
         thread.join(timeout=5)
 
 
-def _backends(settings: Settings) -> ModelRouter:
-    small = OpenAIBackend(
-        base_url=settings.llm_small_url,
-        model=settings.llm_small_model,
-        timeout_s=settings.llm_timeout_s,
-    )
-    large = None
+def _urls(value: str) -> list[str]:
+    return [url.strip() for url in value.split(",") if url.strip()]
+
+
+def backend_pools(settings: Settings) -> BackendPools:
+    """Every configured model server, by tier (comma-separated URLs are replicas)."""
+    tiers: dict[Tier, tuple[list[str], str]] = {
+        "small": (_urls(settings.llm_small_url), settings.llm_small_model)
+    }
     if settings.llm_large_url:
-        large = OpenAIBackend(
-            base_url=settings.llm_large_url,
-            model=settings.llm_large_model or settings.llm_small_model,
-            timeout_s=settings.llm_timeout_s,
+        tiers["large"] = (
+            _urls(settings.llm_large_url),
+            settings.llm_large_model or settings.llm_small_model,
         )
-    return ModelRouter(small=small, large=large)
+    pools = {
+        tier: TierPool(
+            tier,
+            [
+                OpenAIBackend(
+                    base_url=url,
+                    model=model,
+                    timeout_s=settings.llm_timeout_s,
+                    first_token_timeout_s=settings.llm_first_token_timeout_s,
+                    max_connections=settings.llm_max_inflight_per_backend,
+                )
+                for url in urls
+            ],
+            max_inflight=settings.llm_max_inflight_per_backend,
+            queue_max=settings.llm_queue_max,
+            queue_timeout_s=settings.llm_queue_timeout_s,
+        )
+        for tier, (urls, model) in tiers.items()
+    }
+    return BackendPools(pools, health_interval_s=settings.llm_health_interval_s)
 
 
 @asynccontextmanager
@@ -113,9 +140,12 @@ async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterato
         authenticator = _authenticator(settings)
         clients = await stack.enter_async_context(open_pipeline_clients(settings))
         store, embedder, producer = clients.store, clients.embedder, clients.producer
-        router = _backends(settings)
-        for backend in router.backends.values():
-            stack.push_async_callback(backend.aclose)
+        pools = backend_pools(settings)
+        stack.push_async_callback(pools.aclose)
+        pools.start()
+        router = ModelRouter(
+            pools, AutoRouter(settings.router_target_large_share, settings.router_window)
+        )
         retriever = Retriever(store=store, embedder=embedder, collection=settings.collection)
         services = Services(
             settings=settings,
@@ -125,8 +155,16 @@ async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterato
             retriever=retriever,
             router=router,
             answerer=Answerer(
-                retriever=retriever, router=router, chat=ChatService(), settings=settings
+                retriever=retriever,
+                router=router,
+                gateway=ChatGateway(pools),
+                firewall=PiiFirewall(score_threshold=settings.firewall_score_threshold),
+                settings=settings,
             ),
+            rate_limiter=RateLimiter(
+                rate_per_s=settings.rate_limit_rps, burst=settings.rate_limit_burst
+            ),
+            usage=UsageLedger(),
             producer=producer,
             publisher=DocumentPublisher(producer, settings.documents_topic),
             audit=AuditLog(producer, settings.audit_topic),
@@ -134,6 +172,7 @@ async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterato
             ingest_enabled=run_ingest,
         )
         stack.enter_context(_following_directory(settings, services.directory))
+        stack.enter_context(following_usage(settings, services.usage))
         if run_ingest:
             await stack.enter_async_context(
                 ingest_worker(settings, store=store, embedder=embedder, producer=producer)

@@ -1,4 +1,4 @@
-"""Speed and quality of the int8 ONNX embedder against sentence-transformers fp32.
+"""Speed and quality of the bf16 torch and int8 ONNX embedders against fp32 torch.
 
     python -m bench.embedding_quality                 # 1-3 minutes on 2 cores
     python -m bench.embedding_quality --passages 100  # quicker
@@ -9,10 +9,12 @@ topic, so nearest neighbours are meaningful. Both embedders run in the same proc
 the same inputs with the same batch size; throughput repeats alternate between them
 (median of the repeats), so background load hits both alike.
 
-Quality: cosine between the fp32 and int8 vector of each passage and query; per query,
-recall@10 of the int8 top-10 against the fp32 top-10 (each searched in its own
-vectors), and whether both put the same passage first; and how far int8 vectors move
-with their batch mates (batched vs one text per call). Prints one JSON object.
+Quality: cosine between the fp32 and the bf16 / int8 vector of each passage and query;
+per query, recall@10 of the bf16 / int8 top-10 against the fp32 top-10 (each searched in
+its own vectors), and whether both put the same passage first; and how far int8 vectors
+move with their batch mates (batched vs one text per call). The bf16 engine is
+measured only on CPUs with native bf16 (emulated bf16 is slower than fp32; the default
+``HEADWATER_EMBEDDING_DTYPE=auto`` does not pick it there). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.embedding import Embedder, SentenceTransformerEmbedder, default_model_path
+from retrieval.embedding import (
+    Embedder,
+    SentenceTransformerEmbedder,
+    default_model_path,
+    native_bf16,
+)
 from retrieval.onnx_embedding import OnnxInt8Embedder, cached_model_path, cpu_count
 
 _COMMON = (
@@ -172,7 +179,25 @@ def main() -> None:
         int8 = OnnxInt8Embedder(None, model_name=name, cache_dir=cache_dir, batch_size=batch_size)
         ready_s = time.perf_counter() - started
         int8_alone = OnnxInt8Embedder(None, model_name=name, cache_dir=cache_dir, batch_size=1)
-    speed = throughput({"torch_fp32": fp32, "onnx_int8": int8}, texts, repeats=args.repeats)
+    engines: dict[str, Embedder] = {"torch_fp32": fp32, "onnx_int8": int8}
+    bf16 = None
+    if native_bf16():
+        bf16 = SentenceTransformerEmbedder(
+            None, model_name=name, batch_size=batch_size, dtype="bfloat16"
+        )
+        engines["torch_bf16"] = bf16
+    speed = throughput(engines, texts, repeats=args.repeats)
+    bf16_quality: dict[str, object] = {}
+    if bf16 is not None:
+        ref = (_vectors(fp32, texts), _vectors(fp32, queries))
+        got = (_vectors(bf16, texts), _vectors(bf16, queries))
+        bf16_quality = {
+            "cosine_fp32_vs_bf16": {
+                "passages": _cosines(ref[0], got[0]),
+                "queries": _cosines(ref[1], got[1]),
+            },
+            "retrieval_bf16_vs_fp32": agreement(ref, got),
+        }
     words = [len(text.split()) for text in texts]
     report = {
         "passages": len(texts),
@@ -186,9 +211,14 @@ def main() -> None:
         "repeats": args.repeats,
         "cpus": cpu_count(),
         "passages_per_s": speed,
-        "speedup": round(speed["onnx_int8"] / speed["torch_fp32"], 2),
+        "speedup": {
+            name: round(value / speed["torch_fp32"], 2)
+            for name, value in speed.items()
+            if name != "torch_fp32"
+        },
         "int8_model": {"from_cache": cached, "ready_s": round(ready_s, 1)},
         **quality(fp32, int8, int8_alone, texts, queries),
+        **bf16_quality,
     }
     print(json.dumps(report, indent=2))
 

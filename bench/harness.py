@@ -1,15 +1,17 @@
-"""What the ingest benchmarks share: a private Kafka broker and an in-process pipeline."""
+"""What the benchmarks share: a private Kafka broker, an in-process pipeline, and private
+servers (vLLM, ``headwater serve``) started together and always stopped."""
 
 from __future__ import annotations
 
 import random
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from core.settings import Settings
-from deploy.process import free_port
+from deploy.process import ManagedProcess, free_port
 from deploy.stack import kafka_process
 from ingest.models import DocumentEvent
 from ingest.runtime import PipelineClients, ingest_worker, open_pipeline_clients
@@ -61,6 +63,36 @@ def private_broker(root: Path) -> Iterator[str]:
 
 
 @contextmanager
+def started(
+    processes: Sequence[ManagedProcess],
+    *,
+    timeout_s: float,
+    say: Callable[[str], None] = lambda _: None,
+) -> Iterator[dict[str, float]]:
+    """Start ``processes`` together, wait until each is ready, stop them newest first on exit.
+
+    Yields the seconds each took to become ready, by process name. A process that fails
+    to start shows its log tail in the raised ``StackError``.
+    """
+    running: list[ManagedProcess] = []
+    try:
+        for process in processes:
+            process.start()
+            running.append(process)
+        ready_s: dict[str, float] = {}
+        began = time.monotonic()
+        for process in processes:
+            # Started together: each one's wait counts from the common start.
+            process.wait_ready(max(1.0, timeout_s - (time.monotonic() - began)))
+            ready_s[process.name] = round(time.monotonic() - began, 1)
+            say(f"{process.name} ready after {ready_s[process.name]:.0f}s - log {process.log_path}")
+        yield ready_s
+    finally:
+        for process in reversed(running):
+            process.stop()
+
+
+@contextmanager
 def workspace() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="headwater-bench-") as root:
         yield Path(root)
@@ -90,3 +122,31 @@ def document(rng: random.Random, doc_id: str, *, words: int, version: int = 1) -
         title=f"{rng.choice(WORDS)} {doc_id}",
         text=text,
     )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1) with linear interpolation between ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 1:
+        raise ValueError(f"quantile {q} is outside 0..1")
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_ms(values_s: Sequence[float]) -> dict[str, float]:
+    """p50 and p95 of latencies given in seconds, in milliseconds (3 decimals)."""
+    return {
+        "p50_ms": round(percentile(values_s, 0.5) * 1000, 3),
+        "p95_ms": round(percentile(values_s, 0.95) * 1000, 3),
+    }
+
+
+def paired_differences(first: Sequence[float], second: Sequence[float]) -> list[float]:
+    """``second[i] - first[i]`` for each pair; both sequences must be the same length."""
+    if len(first) != len(second):
+        raise ValueError(f"unpaired samples: {len(first)} and {len(second)}")
+    return [b - a for a, b in zip(first, second, strict=True)]

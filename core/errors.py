@@ -4,10 +4,12 @@ from __future__ import annotations
 
 
 class HeadwaterError(Exception):
-    """Base of every error we raise on purpose. ``message`` is safe to show a caller."""
+    """Base of every error we raise on purpose. ``message`` is safe to show a caller.
+    ``retry_after_s``, when set, becomes a ``Retry-After`` header."""
 
     status_code = 500
     error_type = "server_error"
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -39,6 +41,14 @@ class NotFound(HeadwaterError):
 class Overloaded(HeadwaterError):
     status_code = 429
     error_type = "rate_limit_error"
+
+
+class RateLimited(Overloaded):
+    """The caller's key sent more than its rate allows."""
+
+    def __init__(self, message: str, *, retry_after_s: int):
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamUnavailable(HeadwaterError):

@@ -16,8 +16,8 @@ HTTP_REQUEST_DURATION = Histogram(
 )
 TOKENS = Counter(
     "headwater_tokens_total",
-    "Tokens the LLM servers reported, by tenant, department, model and kind.",
-    ["tenant", "department", "model", "kind"],
+    "Tokens the LLM servers reported, by tenant, department, key (credential id), model and kind.",
+    ["tenant", "department", "key", "model", "kind"],
 )
 ROUTE_DECISIONS = Counter(
     "headwater_route_decisions_total", "Requests routed to each tier, and why.", ["tier", "reason"]
@@ -40,6 +40,45 @@ INGEST_FRESHNESS = Histogram(
     "headwater_ingest_freshness_seconds",
     "From the publish of an event (Kafka timestamp) to it being searchable.",
     buckets=(0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+LLM_BACKEND_HEALTHY = Gauge(
+    "headwater_llm_backend_healthy",
+    "1 while a model server is believed healthy (passive failures, active /health checks).",
+    ["tier", "backend"],
+)
+LLM_INFLIGHT = Gauge(
+    "headwater_llm_inflight_requests",
+    "Requests in flight to each model server.",
+    ["tier", "backend"],
+)
+LLM_QUEUED = Gauge(
+    "headwater_llm_queued_requests", "Requests waiting for a free model-server slot.", ["tier"]
+)
+LLM_QUEUE_REJECTED = Counter(
+    "headwater_llm_queue_rejected_total",
+    "Requests refused with 503 because a tier's queue was full or the wait timed out.",
+    ["tier", "reason"],
+)
+LLM_ATTEMPTS = Counter(
+    "headwater_llm_attempts_total",
+    "Upstream attempts by tier and outcome (ok, retried on another replica, fell back, failed).",
+    ["tier", "outcome"],
+)
+RATE_LIMITED = Counter(
+    "headwater_rate_limited_total",
+    "Requests refused with 429 by the per-key rate limit.",
+    ["tenant"],
+)
+ROUTER_SCORE = Histogram(
+    "headwater_router_score",
+    "Scores of the model=auto router (large is chosen at or above the calibrated threshold).",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+)
+FIREWALL_ACTIONS = Counter(
+    "headwater_firewall_actions_total",
+    "PII findings acted on by the prompt firewall, by direction, entity type and action.",
+    ["direction", "entity", "action"],
 )
 
 

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         "torch",
         description="In-process engine: torch fp32, or int8 ONNX (~2x faster, see BENCHMARKS.md).",
     )
+    embedding_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="torch engine precision; auto: bfloat16 where the CPU has native bf16.",
+    )
     embedding_url: str | None = Field(
         None,
         description="OpenAI-compatible /v1 base URL of an embedding server; unset: in-process.",
@@ -75,15 +79,62 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(40, ge=0)
 
     # LLM backends (OpenAI-compatible vLLM servers)
-    llm_small_url: str = "http://127.0.0.1:8001/v1"
+    llm_small_url: str = Field(
+        "http://127.0.0.1:8001/v1",
+        description="Base URL of the small tier; comma-separated for several replicas.",
+    )
     llm_small_model: str = "smollm2-135m-instruct"
-    llm_large_url: str | None = Field(None, description="Unset: 'large' is served by small.")
+    llm_large_url: str | None = Field(
+        None, description="Comma-separated like the small tier. Unset: 'large' is served by small."
+    )
     llm_large_model: str | None = None
-    llm_timeout_s: float = Field(120.0, gt=0)
+    llm_timeout_s: float = Field(120.0, gt=0, description="Whole-request limit per upstream call.")
+    llm_first_token_timeout_s: float = Field(
+        30.0, gt=0, description="Limit until the upstream's response (or first stream chunk)."
+    )
+    llm_health_interval_s: float = Field(
+        5.0, gt=0, description="Health check period of each model server (GET /health)."
+    )
+    llm_max_inflight_per_backend: int = Field(
+        64, ge=1, description="Requests in flight to one model server at most."
+    )
+    llm_queue_max: int = Field(
+        256, ge=0, description="Requests waiting for a free slot at most; beyond it, 503."
+    )
+    llm_queue_timeout_s: float = Field(
+        15.0, gt=0, description="Longest wait for a slot before a 503 with Retry-After."
+    )
     llm_max_tokens: int = Field(256, ge=1, description="Default completion budget.")
     llm_context_tokens: int = Field(
         4096, ge=256, description="Served model's context window (serve.sh --max-model-len)."
     )
+
+    audit_sync: bool = Field(
+        True,
+        description="Non-streamed answers wait for Kafka's ack of their audit record; false: "
+        "queued before the answer leaves, acknowledged after (1-3 ms less latency; a crash "
+        "in between can lose the record).",
+    )
+
+    # Router for model=auto: a score over prompt and retrieval signals, its threshold
+    # calibrated online so that about this share of auto requests goes to the large tier.
+    router_target_large_share: float = Field(0.2, ge=0, le=1)
+    router_window: int = Field(
+        500, ge=10, description="Recent scores the online threshold is calibrated on."
+    )
+
+    # Prompt firewall: PII in user input (before a model sees it) and in model output.
+    firewall_policy: Literal["redact", "block", "allow"] = "redact"
+    firewall_tenant_policies: dict[str, Literal["redact", "block", "allow"]] = Field(
+        default_factory=dict, description='Per-tenant overrides, JSON: {"acme": "block"}.'
+    )
+    firewall_score_threshold: float = Field(
+        0.5, ge=0, le=1, description="Minimum detector confidence to act on a finding."
+    )
+
+    # Overload: per-key token bucket (requests/s and burst); 0 turns it off.
+    rate_limit_rps: float = Field(20.0, ge=0, description="Requests/s per API key or user.")
+    rate_limit_burst: int = Field(40, ge=1)
 
     # Retrieval
     retrieval_top_k: int = Field(4, ge=1, le=50)

@@ -57,6 +57,11 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    response_format: dict[str, Any] | None = Field(
+        None, description="Passed to vLLM as is (json_object, json_schema: structured output)."
+    )
     n: int = Field(1, ge=1, le=1, description="Only n=1 is served.")
     user: str | None = None
     headwater: HeadwaterOptions = Field(default_factory=HeadwaterOptions)

@@ -1,59 +1,70 @@
-"""Chooses the backend for a request's ``model``: ``auto``, an alias, or a served id."""
+"""Chooses the tier for a request's ``model``: ``auto``, an alias, or a served id.
+
+``auto`` is scored (inference.scoring): prompt features and retrieval signals against a
+threshold calibrated online to ``router_target_large_share``. Without a large tier every
+request goes to the small one, and the reason says so.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from core.errors import NotFound
-from inference.vllm import OpenAIBackend
+from inference.pool import BackendPools, Tier
+from inference.scoring import AutoRouter, RouteDecision, RouteSignals
 
-Tier = Literal["small", "large"]
 ALIASES: tuple[str, ...] = ("auto", "small", "large")
 
 
 @dataclass(frozen=True)
 class Route:
-    """Where a request goes and why (recorded on spans and response headers)."""
+    """Where a request goes and why (span attributes, a response header, the audit)."""
 
     tier: Tier
-    backend: OpenAIBackend
+    model: str
     reason: str
+    decision: RouteDecision | None = None
+
+    def header_value(self) -> str:
+        value = f"{self.tier}; model={self.model}; reason={self.reason}"
+        if self.decision is not None:
+            value += f"; score={self.decision.score:.3f}; threshold={self.decision.threshold:.3f}"
+        return value
 
 
 class ModelRouter:
-    """Resolves a requested model to a tier.
-
-    ``auto`` goes to the small tier: the scoring router that sends hard questions to
-    the large tier is the gateway issue's work. ``large`` falls back to the small tier
-    when no large server is configured, and says so in the route reason.
-    """
-
-    def __init__(self, *, small: OpenAIBackend, large: OpenAIBackend | None):
-        self._tiers: dict[Tier, OpenAIBackend] = {"small": small}
-        if large is not None:
-            self._tiers["large"] = large
+    def __init__(self, pools: BackendPools, auto: AutoRouter):
+        self._pools = pools
+        self._auto = auto
 
     @property
-    def backends(self) -> dict[Tier, OpenAIBackend]:
-        return dict(self._tiers)
+    def pools(self) -> BackendPools:
+        return self._pools
 
     def served_models(self) -> list[str]:
-        return sorted({backend.model for backend in self._tiers.values()})
+        return self._pools.served_models()
 
-    def route(self, requested: str) -> Route:
-        if requested in ("auto", "small"):
-            reason = "alias" if requested == "small" else "auto:default-small"
-            return Route("small", self._tiers["small"], reason)
+    def _tier(self, tier: Tier, reason: str, decision: RouteDecision | None = None) -> Route:
+        return Route(tier, self._pools.pools[tier].model, reason, decision)
+
+    def route(self, requested: str, signals: RouteSignals | None = None) -> Route:
+        has_large = "large" in self._pools.pools
+        if requested == "auto":
+            if not has_large:
+                return self._tier("small", "auto:large-not-configured")
+            decision = self._auto.decide(signals or RouteSignals.from_messages([]))
+            return self._tier(decision.tier, decision.reason, decision)
+        if requested == "small":
+            return self._tier("small", "alias")
         if requested == "large":
-            if "large" in self._tiers:
-                return Route("large", self._tiers["large"], "alias")
-            return Route("small", self._tiers["small"], "large-not-configured")
-        for tier, backend in self._tiers.items():
-            if backend.model == requested:
-                return Route(tier, backend, "model-id")
+            if has_large:
+                return self._tier("large", "alias")
+            return self._tier("small", "large-not-configured")
+        tier = self._pools.tier_of(requested)
+        if tier is not None:
+            return self._tier(tier, "model-id")
         raise NotFound(
-            f"model {requested!r} is not served; use one of "
+            f"The model '{requested}' does not exist; use one of "
             f"{', '.join([*ALIASES, *self.served_models()])}",
             param="model",
             code="model_not_found",

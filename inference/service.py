@@ -1,26 +1,47 @@
-"""Generation on a routed backend, traced as a GenAI ``chat {model}`` client span."""
+"""Generation on a tier's replicas: least-outstanding choice, a retry on another replica
+(then the other tier) before the first token, each attempt traced as a GenAI
+``chat {model}`` client span."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
-from inference.router import Route
-from inference.vllm import JSON
+from core.errors import UpstreamUnavailable
+from core.metrics import LLM_ATTEMPTS
+from inference.pool import BackendPools, Replica, Tier, TierPool
+from inference.vllm import JSON, UpstreamFailed
 
 _tracer = trace.get_tracer("headwater.inference")
 
 
-def _start_chat_span(route: Route, body: JSON) -> trace.Span:
-    span = _tracer.start_span(f"chat {route.backend.model}", kind=trace.SpanKind.CLIENT)
+@dataclass(frozen=True)
+class Served:
+    """What actually served a request (may differ from the route after a fallback)."""
+
+    tier: Tier
+    model: str
+    backend: str
+    attempts: int
+
+    def fell_back(self, routed: Tier) -> bool:
+        return self.tier != routed
+
+
+def _chat_span(replica: Replica, body: JSON, attempt: int) -> trace.Span:
+    model = replica.backend.model
+    span = _tracer.start_span(f"chat {model}", kind=trace.SpanKind.CLIENT)
     span.set_attribute("gen_ai.operation.name", "chat")
     span.set_attribute("gen_ai.provider.name", "vllm")
-    span.set_attribute("gen_ai.request.model", route.backend.model)
-    span.set_attribute("server.address", route.backend.base_url)
-    span.set_attribute("headwater.route.tier", route.tier)
+    span.set_attribute("gen_ai.request.model", model)
+    span.set_attribute("server.address", replica.url)
+    span.set_attribute("headwater.route.tier", replica.tier)
+    span.set_attribute("headwater.llm.attempt", attempt)
     for key in ("max_tokens", "temperature", "top_p", "seed"):
         if body.get(key) is not None:
             span.set_attribute(f"gen_ai.request.{key}", body[key])
@@ -35,55 +56,163 @@ def _record_usage(span: trace.Span, usage: dict[str, Any] | None, model: str | N
         span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0)))
 
 
-class ChatService:
-    """Sends a prepared OpenAI request body to the routed backend."""
+def _count_ok(replica: Replica, routed: Tier) -> None:
+    LLM_ATTEMPTS.labels(replica.tier, "ok" if replica.tier == routed else "fallback").inc()
 
-    async def complete(self, route: Route, body: JSON) -> JSON:
-        span = _start_chat_span(route, body)
+
+def _fail(span: trace.Span, exc: BaseException) -> None:
+    span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+    span.set_attribute("error.type", type(exc).__name__)
+
+
+class UpstreamStream:
+    """A started upstream stream: the first chunk is in hand, the slot is held until the
+    stream ends, fails, or is closed (a client disconnect closes it, which closes the
+    upstream connection, which makes vLLM abort the request)."""
+
+    def __init__(
+        self,
+        *,
+        pool: TierPool,
+        replica: Replica,
+        span: trace.Span,
+        first: JSON | None,
+        rest: AsyncGenerator[JSON],
+        started: float,
+    ):
+        self._pool, self._replica, self._span = pool, replica, span
+        self._first, self._rest = first, rest
+        self._started = started
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[JSON]:
         try:
-            with trace.use_span(span, end_on_exit=False, record_exception=True):
-                result = await route.backend.complete({**body, "model": route.backend.model})
-            _record_usage(span, result.get("usage"), result.get("model"))
-            return result
-        except Exception as exc:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
-            span.set_attribute("error.type", type(exc).__name__)
+            if self._first is not None:
+                yield self._observe(self._first)
+            async for chunk in self._rest:
+                yield self._observe(chunk)
+        except UpstreamFailed as exc:
+            self._replica.mark(healthy=False)
+            if not self._closed:
+                _fail(self._span, exc)
+            raise
+        except GeneratorExit:
+            raise  # closed by its consumer: not a failure
+        except BaseException as exc:  # cancellation (client gone) included
+            if not self._closed:
+                _fail(self._span, exc)
             raise
         finally:
-            span.end()
+            await self.aclose()
 
-    def stream(self, route: Route, body: JSON) -> AsyncIterator[JSON]:
-        """Upstream chunks as they come; the last one carries ``usage``.
+    def _observe(self, chunk: JSON) -> JSON:
+        if chunk.get("usage"):
+            _record_usage(self._span, chunk["usage"], chunk.get("model"))
+        return chunk
 
-        The span starts here, in the caller's context, not when iteration begins.
-        """
-        span = _start_chat_span(route, body)
-        upstream = {
-            **body,
-            "model": route.backend.model,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        return self._relay(span, route, upstream)
-
-    async def _relay(self, span: trace.Span, route: Route, body: JSON) -> AsyncIterator[JSON]:
-        started = time.perf_counter()
-        first = True
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
-            async for chunk in route.backend.stream(body):
-                if first:
-                    first = False
-                    span.set_attribute(
-                        "gen_ai.response.time_to_first_chunk",
-                        round(time.perf_counter() - started, 4),
-                    )
-                if chunk.get("usage"):
-                    _record_usage(span, chunk["usage"], chunk.get("model"))
-                yield chunk
-        except Exception as exc:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
-            span.set_attribute("error.type", type(exc).__name__)
-            span.record_exception(exc)
-            raise
+            aclose = getattr(self._rest, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
         finally:
-            span.end()
+            self._pool.release(self._replica, duration_s=time.perf_counter() - self._started)
+            self._span.end()
+
+
+class ChatGateway:
+    """Sends a prepared OpenAI request body to a tier, with retries and fallback."""
+
+    def __init__(self, pools: BackendPools):
+        self._pools = pools
+
+    def _plan(self, tier: Tier) -> list[TierPool]:
+        """The routed tier, then the other one; a tier with no healthy replica goes last."""
+        pools = self._pools.pools
+        order = [pools[tier], *(pool for name, pool in pools.items() if name != tier)]
+        return sorted(order, key=lambda pool: not pool.available)  # stable: keeps the order
+
+    async def _attempts(self, tier: Tier) -> AsyncGenerator[tuple[TierPool, Replica, int]]:
+        """Slots to try in order; each replica at most once."""
+        tried: set[Replica] = set()
+        for pool in self._plan(tier):
+            while (replica := await pool.acquire(tried)) is not None:
+                tried.add(replica)
+                yield pool, replica, len(tried)
+
+    async def complete(self, tier: Tier, body: JSON) -> tuple[JSON, Served]:
+        last: UpstreamFailed | None = None
+        async with contextlib.aclosing(self._attempts(tier)) as attempts:
+            async for pool, replica, attempt in attempts:
+                span = _chat_span(replica, body, attempt)
+                try:
+                    with trace.use_span(span, end_on_exit=False), pool.holding(replica):
+                        result = await replica.backend.complete({**body, "model": pool.model})
+                    _record_usage(span, result.get("usage"), result.get("model"))
+                except UpstreamFailed as exc:
+                    replica.mark(healthy=False)
+                    _fail(span, exc)
+                    LLM_ATTEMPTS.labels(replica.tier, "failed").inc()
+                    last = exc
+                    continue
+                except BaseException as exc:
+                    _fail(span, exc)
+                    raise
+                finally:
+                    span.end()
+                _count_ok(replica, tier)
+                return result, Served(replica.tier, pool.model, replica.url, attempt)
+        raise UpstreamUnavailable(
+            "no model server could answer; retry later", code="upstream_unavailable"
+        ) from last
+
+    async def open_stream(self, tier: Tier, body: JSON) -> tuple[UpstreamStream, Served]:
+        """The upstream stream once its first chunk has arrived (a failure before that is
+        retried on the next replica or tier)."""
+        last: UpstreamFailed | None = None
+        async with contextlib.aclosing(self._attempts(tier)) as attempts:
+            async for pool, replica, attempt in attempts:
+                span = _chat_span(replica, body, attempt)
+                started = time.perf_counter()
+                upstream = {
+                    **body,
+                    "model": pool.model,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
+                rest = replica.backend.stream(upstream)
+                try:
+                    with trace.use_span(span, end_on_exit=False):
+                        first: JSON | None = await anext(rest)
+                except StopAsyncIteration:
+                    first = None
+                except UpstreamFailed as exc:
+                    replica.mark(healthy=False)
+                    _fail(span, exc)
+                    span.end()
+                    pool.release(replica)
+                    LLM_ATTEMPTS.labels(replica.tier, "failed").inc()
+                    last = exc
+                    continue
+                except BaseException as exc:
+                    _fail(span, exc)
+                    span.end()
+                    pool.release(replica)
+                    with contextlib.suppress(Exception):
+                        await rest.aclose()
+                    raise
+                span.set_attribute(
+                    "gen_ai.response.time_to_first_chunk", round(time.perf_counter() - started, 4)
+                )
+                _count_ok(replica, tier)
+                stream = UpstreamStream(
+                    pool=pool, replica=replica, span=span, first=first, rest=rest, started=started
+                )
+                return stream, Served(replica.tier, pool.model, replica.url, attempt)
+        raise UpstreamUnavailable(
+            "no model server could answer; retry later", code="upstream_unavailable"
+        ) from last

@@ -1,78 +1,137 @@
 """Client for one OpenAI-compatible server (vLLM's ``api_server``). The only module
-that talks HTTP to a model server."""
+that talks HTTP to a model server.
+
+aiohttp rather than httpx: on the gateway's hot path its client costs a fraction of the
+CPU per request (the gateway's overhead budget is 2 ms at p50, BENCHMARKS.md).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from core.errors import InvalidRequest, UpstreamUnavailable
 
 JSON = dict[str, Any]
 
 
+class UpstreamFailed(UpstreamUnavailable):
+    """The server could not be reached, timed out or answered 5xx: another replica may
+    answer. ``before_output`` is True while nothing has been received from it."""
+
+    def __init__(self, message: str, *, before_output: bool = True):
+        super().__init__(message, code="upstream_unavailable")
+        self.before_output = before_output
+
+
 class OpenAIBackend:
     """One served model at ``base_url`` (ending in ``/v1``)."""
 
-    def __init__(self, *, base_url: str, model: str, timeout_s: float):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        timeout_s: float,
+        first_token_timeout_s: float | None = None,
+        max_connections: int = 256,
+    ):
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=5.0)
+        # A stream is abandoned when no chunk arrives for this long (the first included).
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=timeout_s, sock_connect=5.0, sock_read=first_token_timeout_s or timeout_s
         )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop (aiohttp binds it to the loop).
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                base_url=self.base_url + "/",
+                # Idle connections close before the server's own keep-alive (uvicorn: 5 s)
+                # would close them under a new request.
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, keepalive_timeout=3, ttl_dns_cache=300
+                ),
+                json_serialize=_dumps,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
 
     async def complete(self, body: JSON) -> JSON:
         """A non-streaming chat completion."""
         try:
-            response = await self._client.post("/chat/completions", json=body)
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"model server {self.model} is unreachable") from exc
-        _raise_for_status(response.status_code, response.text, self.model)
-        return dict(response.json())
+            async with self._client().post(
+                "chat/completions", json=body, timeout=self._timeout
+            ) as response:
+                text = await response.text()
+                _raise_for_status(response.status, text, self.model)
+                result: JSON = json.loads(text)
+                return result
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamFailed(f"model server {self.model} is unreachable") from exc
 
-    async def stream(self, body: JSON) -> AsyncIterator[JSON]:
-        """A streaming chat completion, one parsed SSE chunk at a time."""
+    async def stream(self, body: JSON) -> AsyncGenerator[JSON]:
+        """A streaming chat completion, one parsed SSE chunk at a time.
+
+        Leaving the iteration early (or cancelling it) closes the connection, which makes
+        vLLM abort the request.
+        """
+        received = False
         try:
-            async with self._client.stream("POST", "/chat/completions", json=body) as response:
-                if response.status_code >= 400:
-                    _raise_for_status(
-                        response.status_code, (await response.aread()).decode(), self.model
-                    )
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+            async with self._client().post(
+                "chat/completions", json=body, timeout=self._stream_timeout
+            ) as response:
+                if response.status >= 400:
+                    _raise_for_status(response.status, await response.text(), self.model)
+                async for raw in response.content:
+                    if not raw.startswith(b"data:"):
                         continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
+                    data = raw[5:].strip()
+                    if data == b"[DONE]":
                         return
+                    received = True
                     yield json.loads(data)
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"model server {self.model} failed mid-stream") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamFailed(
+                f"model server {self.model} failed mid-stream", before_output=not received
+            ) from exc
 
-    async def healthy(self) -> bool:
+    async def healthy(self, timeout_s: float = 2.0) -> bool:
         """True when the server answers its health check."""
         root = self.base_url.removesuffix("/v1")
         try:
-            response = await self._client.get(f"{root}/health", timeout=2.0)
-        except httpx.HTTPError:
+            async with self._client().get(
+                f"{root}/health", timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             return False
-        return response.status_code == 200
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+            await asyncio.sleep(0)  # let the connector close its transports
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _raise_for_status(status: int, text: str, model: str) -> None:
     if status < 400:
         return
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status not in (408, 429):
         try:
             message = str(json.loads(text)["error"]["message"])
         except (ValueError, KeyError, TypeError):
             message = f"model server rejected the request ({status})"
         raise InvalidRequest(message[:500], code="upstream_rejected")
-    raise UpstreamUnavailable(f"model server {model} answered {status}")
+    raise UpstreamFailed(f"model server {model} answered {status}")

@@ -43,12 +43,14 @@ class Delivered:
 _DeliveryCallback = Callable[[str | None, Delivered | None], None]
 
 
-def producer_config(bootstrap: str) -> dict[str, str | int | bool]:
+def producer_config(bootstrap: str, *, linger_ms: int = 0) -> dict[str, str | int | bool]:
+    """``linger_ms`` 0 by default: an audit record or an HTTP-ingested document waits for
+    its acknowledgement on a request's path (messages still batch while one is in flight)."""
     return {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 5,
+        "linger.ms": linger_ms,
         "message.timeout.ms": 30000,
         "client.id": "headwater",
     }
@@ -58,8 +60,8 @@ class KafkaProducer:
     """An idempotent producer. ``send`` (sync) and ``send_async`` return once the broker
     has acknowledged the message, so a caller never reports a send it did not see land."""
 
-    def __init__(self, bootstrap: str):
-        self._producer = Producer(producer_config(bootstrap))
+    def __init__(self, bootstrap: str, *, linger_ms: int = 0):
+        self._producer = Producer(producer_config(bootstrap, linger_ms=linger_ms))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
         self._poller.start()
@@ -116,15 +118,22 @@ class KafkaProducer:
         self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
     ) -> Delivered:
         """Produce and await the acknowledgement without blocking the event loop."""
+        return await self.send_nowait(topic, key=key, value=value, headers=headers)
+
+    def send_nowait(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+    ) -> asyncio.Future[Delivered]:
+        """Queue the message now; the future resolves on its acknowledgement (or raises
+        ``UpstreamUnavailable``). Call from the event loop."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Delivered | str] = loop.create_future()
+        future: asyncio.Future[Delivered] = loop.create_future()
 
         def on_done(error: str | None, delivered: Delivered | None) -> None:
             outcome: Delivered | str = delivered if delivered else error or "unknown error"
             loop.call_soon_threadsafe(_settle, future, outcome)
 
         self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
-        return _delivered_or_raise(await future)
+        return future
 
     def reachable(self, timeout_s: float = 2.0) -> bool:
         """True when the cluster answers a metadata request."""
@@ -146,8 +155,14 @@ class KafkaProducer:
         del self._producer
 
 
-def _settle(future: asyncio.Future[Delivered | str], outcome: Delivered | str) -> None:
-    if not future.done():
+def _settle(future: asyncio.Future[Delivered], outcome: Delivered | str) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, str):
+        future.set_exception(
+            UpstreamUnavailable(f"Kafka did not acknowledge the message: {outcome}")
+        )
+    else:
         future.set_result(outcome)
 
 

@@ -20,6 +20,9 @@ from deploy.process import ManagedProcess, free_port
 from deploy.stack import LLM_MODEL_NAME, StackPaths, kafka_process, llm_process
 from retrieval.embedding import SentenceTransformerEmbedder, default_model_path
 
+# Built by deploy/llm/setup.sh next to SmolLM2; the folder and the served name are the same.
+TINY_MODEL_NAME = "tiny-llama"
+
 _EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider(resource=Resource.create({"service.name": "headwater-tests"}))
 _provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
@@ -79,6 +82,26 @@ def llm_url(
     model_dir = StackPaths.default().models_dir / LLM_MODEL_NAME
     server = llm_process(
         model_dir=model_dir, served_name=LLM_MODEL_NAME, port=port, log_path=root / "llm.log"
+    )
+    with _served(server, request, timeout_s=600):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="session")
+def llm_large_url(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A second real vLLM server, for the "large" tier: tiny-llama (deploy/llm/tiny_model.py,
+    random weights, ~30 s to start, ~3 GB RSS), served as ``tiny-llama``.
+
+    Its answers are gibberish that always runs to ``max_tokens``; use it where a test
+    needs a second real server (routing, failover), not sense.
+    """
+    root = tmp_path_factory.mktemp("llm-large")
+    port = free_port()
+    model_dir = StackPaths.default().models_dir / TINY_MODEL_NAME
+    server = llm_process(
+        model_dir=model_dir, served_name=TINY_MODEL_NAME, port=port, log_path=root / "llm.log"
     )
     with _served(server, request, timeout_s=600):
         yield f"http://127.0.0.1:{port}/v1"

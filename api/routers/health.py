@@ -42,8 +42,10 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     except Exception:  # noqa: BLE001 - any store failure means not ready
         checks["store"] = False
     checks["kafka"] = await asyncio.to_thread(services.producer.reachable)
-    for tier, backend in services.router.backends.items():
-        checks[f"llm_{tier}"] = await backend.healthy()
+    pools = services.router.pools
+    await pools.check()
+    for tier, pool in pools.pools.items():
+        checks[f"llm_{tier}"] = pool.available
     ready = all(checks.values())
     return JSONResponse(
         {

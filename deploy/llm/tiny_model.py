@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = build_tokenizer(args.vocab_size)
         build_model(tokenizer, args.seed).save_pretrained(tmp)  # type: ignore[attr-defined]
         tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
+        for path in tmp.iterdir():
+            path.chmod(0o644)  # safetensors writes 0600; the folder is shared like the others
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

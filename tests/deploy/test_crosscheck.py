@@ -57,7 +57,14 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
         value = listed[env]
         # An empty value is "unset" (env_ignore_empty); otherwise the value must parse,
         # as pydantic-settings would parse it, to the field's default.
-        parsed = None if value == "" else TypeAdapter(field.annotation).validate_python(value)
+        # Complex fields (dicts) are JSON, as pydantic-settings reads them.
+        adapter = TypeAdapter(field.annotation)
+        if value == "":
+            parsed = None
+        elif value.startswith(("{", "[")):
+            parsed = adapter.validate_json(value)
+        else:
+            parsed = adapter.validate_python(value)
         assert parsed == field.get_default(call_default_factory=True), env
     unknown = {name for name in listed if name.startswith("HEADWATER_")} - setting_env_names()
     assert not unknown, f".env.example lists settings that do not exist: {unknown}"

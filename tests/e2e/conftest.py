@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -67,3 +68,31 @@ def search(client: TestClient, key: str, query: str) -> list[dict[str, Any]]:
     response = client.post("/v1/search", json={"query": query, "top_k": 8}, headers=auth(key))
     assert response.status_code == 200, response.text
     return list(response.json()["data"])
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` behind a real uvicorn HTTP server on a free port, in a background thread
+    (its spans land in this process's in-memory exporter); yields its ``/v1`` URL."""
+    import threading
+
+    import uvicorn
+
+    from deploy.process import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test API server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

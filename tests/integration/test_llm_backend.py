@@ -8,8 +8,8 @@ import pytest
 
 from core.errors import InvalidRequest
 from deploy.stack import LLM_MODEL_NAME
-from inference.router import Route
-from inference.service import ChatService
+from inference.pool import BackendPools, TierPool
+from inference.service import ChatGateway
 from inference.vllm import OpenAIBackend
 
 pytestmark = pytest.mark.integration
@@ -34,19 +34,19 @@ async def test_completion_returns_text_and_usage(backend: OpenAIBackend) -> None
 
 
 async def test_stream_ends_with_usage_that_matches_the_chunks(backend: OpenAIBackend) -> None:
-    chunks = [
-        chunk
-        async for chunk in ChatService().stream(
-            Route("small", backend, "test"),
-            {"messages": MESSAGES, "max_tokens": 12, "temperature": 0},
-        )
-    ]
+    pool = TierPool("small", [backend], max_inflight=4, queue_max=0, queue_timeout_s=1)
+    gateway = ChatGateway(BackendPools({"small": pool}, health_interval_s=60))
+    stream, served = await gateway.open_stream(
+        "small", {"messages": MESSAGES, "max_tokens": 12, "temperature": 0}
+    )
+    chunks = [chunk async for chunk in stream]
     text = "".join(
         choice["delta"].get("content") or "" for chunk in chunks for choice in chunk["choices"]
     )
-    assert text.strip()
+    assert text.strip() and served.model == LLM_MODEL_NAME
     usage = chunks[-1]["usage"]
     assert usage["completion_tokens"] <= 12 and usage["prompt_tokens"] > 0
+    assert pool.replicas[0].outstanding == 0
 
 
 async def test_a_request_vllm_rejects_becomes_an_invalid_request(backend: OpenAIBackend) -> None:

@@ -63,7 +63,13 @@ def _token(
 def test_valid_rs256_and_es256_tokens_map_claims_to_a_principal(
     authenticator: JwtAuthenticator,
 ) -> None:
-    expected = Principal(tenant="acme", user_id="alice@acme.com", groups=("hr",), department="hr")
+    expected = Principal(
+        tenant="acme",
+        user_id="alice@acme.com",
+        groups=("hr",),
+        department="hr",
+        key_id="oidc:alice@acme.com",
+    )
     assert authenticator.authenticate(_token(_claims())) == expected
     assert authenticator.authenticate(_token(_claims(), EC_KEY, "ES256", "ec-1")) == expected
 

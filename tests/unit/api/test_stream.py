@@ -1,4 +1,5 @@
-"""The SSE relay: citations in a last chunk, usage only when asked, errors as one event."""
+"""The SSE relay: redacted deltas, citations, usage last and only when asked, errors as
+one event. The upstream is a scripted stand-in; the firewall is the real one."""
 
 from __future__ import annotations
 
@@ -6,81 +7,134 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
+from acl.models import Principal
 from api.answering import Answerer, PreparedAnswer
 from core.errors import UpstreamUnavailable
 from core.settings import Settings
+from inference.firewall import PiiFirewall, Policy
 from inference.models import Citation
 from inference.router import Route
-from inference.vllm import OpenAIBackend
 
 
-class FakeChat:
+class Upstream:
     def __init__(self, chunks: list[dict[str, Any]], fail: Exception | None = None):
         self.chunks = chunks
         self.fail = fail
+        self.closed = False
 
-    async def _gen(self) -> AsyncIterator[dict[str, Any]]:
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         for chunk in self.chunks:
             yield chunk
         if self.fail:
             raise self.fail
 
-    def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self._gen()
+    async def aclose(self) -> None:
+        self.closed = True
 
 
-def _prepared() -> PreparedAnswer:
-    backend = OpenAIBackend(base_url="http://127.0.0.1:9/v1", model="m", timeout_s=1)
+@pytest.fixture(scope="module")
+def answerer() -> Answerer:
+    return Answerer(
+        retriever=None,  # type: ignore[arg-type]
+        router=None,  # type: ignore[arg-type]
+        gateway=None,  # type: ignore[arg-type]
+        firewall=PiiFirewall(),
+        settings=Settings(),
+    )
+
+
+def _prepared(policy: Policy = "redact") -> PreparedAnswer:
     citation = Citation(doc_id="d", chunk_no=0, score=0.9)
-    return PreparedAnswer(Route("small", backend, "alias"), {"messages": []}, [citation])
+    principal = Principal(tenant="acme", user_id="u")
+    return PreparedAnswer(
+        Route("small", "m", "alias"), {"messages": []}, [citation], principal, policy
+    )
 
 
-def _answerer(chat: FakeChat) -> Answerer:
-    return Answerer(retriever=None, router=None, chat=chat, settings=Settings())  # type: ignore[arg-type]
-
-
-def _delta(text: str) -> dict[str, Any]:
+def _delta(text: str, finish: str | None = None) -> dict[str, Any]:
     return {
         "id": "c1",
         "created": 1,
         "model": "m",
-        "choices": [{"index": 0, "delta": {"content": text}}],
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
     }
 
 
 USAGE = {"id": "c1", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
 
 
-async def _events(answerer: Answerer, *, include_usage: bool) -> list[str]:
-    return [e async for e in answerer.stream_sse(_prepared(), include_usage=include_usage)]
+async def _events(
+    answerer: Answerer, upstream: Upstream, *, include_usage: bool, policy: Policy = "redact"
+) -> list[dict[str, Any]]:
+    events = [
+        e
+        async for e in answerer.stream_sse(
+            _prepared(policy),
+            upstream,  # type: ignore[arg-type]
+            include_usage=include_usage,
+        )
+    ]
+    assert events[-1] == "data: [DONE]\n\n"
+    return [json.loads(e[6:]) for e in events[:-1]]
 
 
-async def test_stream_ends_with_citations_then_done_and_hides_usage_unless_asked() -> None:
-    events = await _events(
-        _answerer(FakeChat([_delta("Hel"), _delta("lo"), USAGE])), include_usage=False
+def _text(payloads: list[dict[str, Any]]) -> str:
+    return "".join(
+        choice["delta"].get("content") or "" for p in payloads for choice in p.get("choices", [])
     )
-    payloads = [json.loads(e[6:]) for e in events[:-1]]
-    assert events[-1] == "data: [DONE]\n\n"
-    assert [p["choices"][0]["delta"]["content"] for p in payloads[:2]] == ["Hel", "lo"]
+
+
+async def test_stream_ends_with_citations_then_done_and_hides_usage_unless_asked(
+    answerer: Answerer,
+) -> None:
+    upstream = Upstream([_delta("Hel"), _delta("lo"), _delta("", "stop"), USAGE])
+    payloads = await _events(answerer, upstream, include_usage=False)
+    assert _text(payloads) == "Hello"
     assert payloads[-1]["headwater"]["citations"][0]["doc_id"] == "d"
-    assert all("usage" not in p for p in payloads)
+    assert all("usage" not in p for p in payloads) and upstream.closed
 
 
-async def test_usage_chunk_is_relayed_when_the_client_asks() -> None:
-    events = await _events(_answerer(FakeChat([_delta("x"), USAGE])), include_usage=True)
-    assert any(json.loads(e[6:]).get("usage") for e in events[:-1])
+async def test_usage_chunk_is_relayed_last_when_the_client_asks(answerer: Answerer) -> None:
+    upstream = Upstream([_delta("x", "stop"), USAGE])
+    payloads = await _events(answerer, upstream, include_usage=True)
+    assert payloads[-1]["usage"] == USAGE["usage"] and payloads[-1]["choices"] == []
+    assert "headwater" in payloads[-2]
 
 
-async def test_a_failure_mid_stream_sends_one_error_event_then_done() -> None:
-    chat = FakeChat([_delta("par")], fail=UpstreamUnavailable("model server m failed mid-stream"))
-    events = await _events(_answerer(chat), include_usage=False)
-    assert events[-1] == "data: [DONE]\n\n"
-    error = json.loads(events[-2][6:])["error"]
-    assert error["type"] == "upstream_unavailable" and "mid-stream" in error["message"]
+async def test_an_email_split_across_chunks_never_leaves_whole_or_in_part(
+    answerer: Answerer,
+) -> None:
+    parts = ["Mail jane", ".do", "e@exa", "mple.com", " today", ""]
+    chunks = [_delta(p, "stop" if n == len(parts) - 1 else None) for n, p in enumerate(parts)]
+    payloads = await _events(answerer, Upstream(chunks), include_usage=False)
+    text = _text(payloads)
+    assert text == "Mail [EMAIL_ADDRESS] today"
+    for payload in payloads:
+        for choice in payload.get("choices", []):
+            content = choice["delta"].get("content") or ""
+            assert not any(piece in content for piece in ("jane", "doe", "exa", "mple"))
 
 
-async def test_an_unexpected_failure_does_not_leak_internals() -> None:
-    chat = FakeChat([], fail=KeyError("secret internal detail"))
-    events = await _events(_answerer(chat), include_usage=False)
-    assert json.loads(events[-2][6:])["error"]["message"] == "internal server error"
-    assert "secret" not in "".join(events)
+async def test_block_policy_ends_the_stream_with_content_filter(answerer: Answerer) -> None:
+    upstream = Upstream([_delta("ok then "), _delta("jane.doe@example.com "), _delta("more")])
+    payloads = await _events(answerer, upstream, include_usage=False, policy="block")
+    assert "jane" not in _text(payloads) and "more" not in _text(payloads)
+    reasons = [c.get("finish_reason") for p in payloads for c in p.get("choices", [])]
+    assert "content_filter" in reasons and upstream.closed
+
+
+async def test_a_failure_mid_stream_sends_one_error_event_then_done(answerer: Answerer) -> None:
+    upstream = Upstream([_delta("par")], fail=UpstreamUnavailable("model server m failed"))
+    payloads = await _events(answerer, upstream, include_usage=False)
+    error = payloads[-1]["error"]
+    assert error["type"] == "upstream_unavailable" and "failed" in error["message"]
+
+
+async def test_an_unexpected_failure_does_not_leak_internals(answerer: Answerer) -> None:
+    payloads = await _events(
+        answerer, Upstream([], fail=KeyError("secret internal detail")), include_usage=False
+    )
+    assert payloads[-1]["error"]["message"] == "internal server error"
+    assert "secret" not in json.dumps(payloads)
