@@ -269,29 +269,47 @@ def _header_dict(raw: object) -> dict[str, bytes]:
     }
 
 
+class ConsumerLag:
+    """Reads ``group``'s lag on ``topic`` through one long-lived consumer that never joins
+    the group (a reporter that polls every few seconds keeps one connection, not one per
+    reading). Not for concurrent use."""
+
+    def __init__(self, bootstrap: str, *, group: str, topic: str):
+        self._topic = topic
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+
+    def read(self, timeout_s: float = 5.0) -> dict[int, int]:
+        """Messages not yet committed by the group, per partition."""
+        topic = self._topic
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return {}
+            partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+            lag: dict[int, int] = {}
+            for position in self._consumer.committed(partitions, timeout=timeout_s):
+                low, high = self._consumer.get_watermark_offsets(position, timeout=timeout_s)
+                start = position.offset if position.offset >= 0 else low
+                lag[position.partition] = max(0, high - start)
+            return lag
+        except KafkaException as exc:
+            raise UpstreamUnavailable(f"cannot read consumer lag: {exc}") from exc
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def consumer_lag(
     bootstrap: str, *, group: str, topic: str, timeout_s: float = 5.0
 ) -> dict[int, int]:
-    """Messages not yet committed by ``group``, per partition of ``topic``."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
+    """Messages not yet committed by ``group``, per partition of ``topic`` (one reading)."""
+    probe = ConsumerLag(bootstrap, group=group, topic=topic)
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return {}
-        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        committed = consumer.committed(partitions, timeout=timeout_s)
-        lag: dict[int, int] = {}
-        for position in committed:
-            low, high = consumer.get_watermark_offsets(position, timeout=timeout_s)
-            start = position.offset if position.offset >= 0 else low
-            lag[position.partition] = max(0, high - start)
-        return lag
-    except KafkaException as exc:
-        raise UpstreamUnavailable(f"cannot read consumer lag: {exc}") from exc
+        return probe.read(timeout_s)
     finally:
-        consumer.close()
+        probe.close()
 
 
 def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:

@@ -16,7 +16,7 @@ from core.errors import UpstreamUnavailable
 from core.metrics import INGEST_CONSUMER_LAG
 from core.settings import Settings
 from ingest.chunking import Chunker
-from ingest.kafka import KafkaProducer, consumer_lag, ensure_topics
+from ingest.kafka import ConsumerLag, KafkaProducer, ensure_topics
 from ingest.service import DocumentEventHandler, RetryPolicy
 from ingest.worker import KafkaDeadLetters, build_faust_app, ingest_running
 from ingest.writer import IndexWriter
@@ -63,20 +63,29 @@ async def ingest_worker(
 
 async def _report_lag(settings: Settings, every_s: float = 5.0) -> None:
     """Keep ``headwater_ingest_consumer_lag`` current."""
-    while True:
-        try:
-            lag = await asyncio.to_thread(
-                consumer_lag,
-                settings.kafka_bootstrap,
-                group=settings.consumer_group,
-                topic=settings.documents_topic,
-            )
-        except UpstreamUnavailable as exc:
-            _log.warning("%s", exc)
+    probe = ConsumerLag(
+        settings.kafka_bootstrap, group=settings.consumer_group, topic=settings.documents_topic
+    )
+    loop = asyncio.get_running_loop()
+    reading: asyncio.Future[dict[int, int]] | None = None
+    try:
+        while True:
+            reading = loop.run_in_executor(None, probe.read)
+            try:
+                # Shielded: a cancelled reporter lets the reading in its thread finish
+                # before the consumer closes under it (its outcome is not needed then).
+                lag = await asyncio.shield(reading)
+            except UpstreamUnavailable as exc:
+                _log.warning("%s", exc)
+            else:
+                for partition, behind in lag.items():
+                    INGEST_CONSUMER_LAG.labels(settings.documents_topic, str(partition)).set(behind)
+            await asyncio.sleep(every_s)
+    finally:
+        if reading is None or reading.done():
+            probe.close()
         else:
-            for partition, behind in lag.items():
-                INGEST_CONSUMER_LAG.labels(settings.documents_topic, str(partition)).set(behind)
-        await asyncio.sleep(every_s)
+            reading.add_done_callback(lambda _: probe.close())
 
 
 @dataclass
