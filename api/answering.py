@@ -213,13 +213,16 @@ class Answerer:
     def _route(self, requested: str, signals: RouteSignals) -> Route:
         with _tracer.start_as_current_span("route") as span:
             route = self._router.route(requested, signals)
-            span.set_attribute("headwater.route.requested", requested)
-            span.set_attribute("headwater.route.tier", route.tier)
-            span.set_attribute("headwater.route.model", route.model)
-            span.set_attribute("headwater.route.reason", route.reason)
+            attributes: dict[str, Any] = {
+                "headwater.route.requested": requested,
+                "headwater.route.tier": route.tier,
+                "headwater.route.model": route.model,
+                "headwater.route.reason": route.reason,
+            }
             if route.decision is not None:
-                span.set_attributes(route.decision.span_attributes())
+                attributes.update(route.decision.span_attributes())
                 ROUTER_SCORE.observe(route.decision.score)
+            span.set_attributes(attributes)
             ROUTE_DECISIONS.labels(route.tier, route.reason).inc()
             return route
 

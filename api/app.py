@@ -2,76 +2,27 @@
 
 from __future__ import annotations
 
-import re
-import time
-import uuid
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from api.chat_dispatch import ChatDispatch
 from api.errors import register_error_handlers
+from api.middleware import RequestMiddleware
 from api.routers import admin, chat, documents, health, search, usage
 from api.services import open_services
-from core.metrics import HTTP_REQUEST_DURATION
 from core.settings import Settings
 from core.telemetry import configure_tracing
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-class RequestIdMiddleware:
-    """Gives every request an id (a sane incoming ``x-request-id`` is kept) and echoes it."""
-
-    def __init__(self, app: ASGIApp):
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        await self._app(scope, receive, send_with_id)
-
-
-class MetricsMiddleware:
-    """Request latency by route template (never the raw path: ids would explode labels)."""
-
-    def __init__(self, app: ASGIApp):
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self._app(scope, receive, send_with_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            if route != "/metrics":
-                HTTP_REQUEST_DURATION.labels(scope["method"], route, str(status)).observe(
-                    time.perf_counter() - started
-                )
+def _untraced(scope: Scope) -> bool:
+    """Probes and scrapes make no spans."""
+    return scope.get("path") in _UNTRACED
 
 
 def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
@@ -83,9 +34,24 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, run_ingest=run_ingest) as services:
             app.state.services = services
+            # Everything loaded so far (the embedding model, torch, the firewall's
+            # recognizers: ~600k objects) lives as long as the process. Frozen, the cyclic
+            # GC stops walking it on every full collection, which under load took a third
+            # of the gateway's CPU (BENCHMARKS.md).
+            gc.freeze()
             yield
 
     app = FastAPI(
+        # FastAPI's own OpenTelemetry server spans (semantic conventions, the W3C context
+        # of the caller continued), at about a third of the CPU of opentelemetry's ASGI
+        # instrumentor; Prometheus, not OTel metrics, serves /metrics.
+        telemetry={
+            "tracer_provider": provider,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "exclude": _untraced,
+        },
         title="Headwater",
         version="0.1.0",
         summary="Permission-safe answers from your organisation's live documents.",
@@ -98,13 +64,6 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(usage.router)
     app.include_router(health.router)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(MetricsMiddleware)
-    # No span per ASGI send/receive message: a stream would make one per chunk.
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider,
-        excluded_urls="healthz,readyz,metrics",
-        exclude_spans=["send", "receive"],
-    )
+    app.add_middleware(ChatDispatch, api=app)
+    app.add_middleware(RequestMiddleware)  # outermost of ours: ids and times both paths
     return app

@@ -46,6 +46,9 @@ def _serve(*, run_ingest: bool) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+        http="httptools",
+        loop="uvloop",
         timeout_graceful_shutdown=30,
     )
 

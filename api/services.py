@@ -97,6 +97,27 @@ def _following_directory(settings: Settings, directory: GroupDirectory) -> Itera
         thread.join(timeout=5)
 
 
+def _audit_log(settings: Settings, shared: KafkaProducer, stack: AsyncExitStack) -> AuditLog:
+    """Acknowledged records go through the shared producer (linger 0: each waits for its
+    ack); queued ones, in batches, through a producer of their own that keeps retrying
+    through a broker outage for 5 minutes (librdkafka's default), reports only failures
+    (a success wakes no thread of ours) and is flushed when the process stops."""
+    if settings.audit_sync:
+        return AuditLog(shared, settings.audit_topic, acknowledged=True)
+    producer = KafkaProducer(
+        settings.kafka_bootstrap, linger_ms=1, errors_only=True, message_timeout_ms=300_000
+    )
+    stack.callback(producer.close)
+    audit = AuditLog(
+        producer,
+        settings.audit_topic,
+        acknowledged=False,
+        batch_s=settings.audit_linger_ms / 1000,
+    )
+    stack.callback(audit.close)  # before the producer's close: send, then flush
+    return audit
+
+
 def _urls(value: str) -> list[str]:
     return [url.strip() for url in value.split(",") if url.strip()]
 
@@ -167,7 +188,7 @@ async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterato
             usage=UsageLedger(),
             producer=producer,
             publisher=DocumentPublisher(producer, settings.documents_topic),
-            audit=AuditLog(producer, settings.audit_topic),
+            audit=_audit_log(settings, producer, stack),
             directory=GroupDirectory(),
             ingest_enabled=run_ingest,
         )

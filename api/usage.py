@@ -173,11 +173,16 @@ class UsageLedger:
         if feed is None:
             return True
         deadline = time.monotonic() + timeout_s
-        try:
-            ends = await asyncio.wait_for(asyncio.to_thread(feed.end_offsets, timeout_s), timeout_s)
-        except Exception:  # noqa: BLE001 - any failure to learn the end means "not known"
-            _log.warning("cannot read the end of the audit topic", exc_info=True)
-            return False
+        while True:  # a transient error (a partition's leader just moved) is retried
+            left_s = deadline - time.monotonic()
+            try:
+                ends = await asyncio.wait_for(asyncio.to_thread(feed.end_offsets, left_s), left_s)
+                break
+            except Exception:  # noqa: BLE001 - any failure to learn the end means "not known"
+                if time.monotonic() + 0.1 >= deadline:
+                    _log.warning("cannot read the end of the audit topic", exc_info=True)
+                    return False
+                await asyncio.sleep(0.1)
         while not _reached(feed.positions(), ends):
             if time.monotonic() >= deadline:
                 return False

@@ -23,8 +23,18 @@ OnRecord = Callable[[bytes | None, bytes | None], object]
 
 def _consumer(bootstrap: str) -> Consumer:
     # Assigned partitions, no consumer group: every process keeps its own full view.
+    # Each fetch waits for 64 KiB or 100 ms, whichever first: under load every API
+    # process reads every record, and a fetch per few records cost the broker and this
+    # process more CPU than the records themselves (BENCHMARKS.md, gateway). A usage
+    # report waits for the follower, so it may take 100 ms longer.
     return Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "fetch.min.bytes": 65536,
+            "fetch.wait.max.ms": 100,
+        }
     )
 
 

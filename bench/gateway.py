@@ -20,6 +20,14 @@ Short prompts without PII, ``temperature`` 0, ``max_tokens`` 16; tiny-llama neve
 early, so every answer has exactly ``max_tokens`` completion tokens, which is checked on
 every response of both targets.
 
+CPUs (``--cpu-split``, the default on 2 or more cores): vLLM runs on the upper half of
+the CPUs (its processes and its OpenMP threads), the broker, the gateway and this client
+on the lower half. In the deployments we ship the model servers have machines (GPUs) of
+their own; on one machine, vLLM's CPU workers keep every core they may use busy, and a
+gateway sharing them measures the scheduler, not the gateway (BENCHMARKS.md has both).
+The client shares its half with the gateway, so its work counts against the gateway,
+never against vLLM. ``--no-cpu-split`` lets everything share every core.
+
 Phases, each after a warm-up of both targets:
 
 - c1: direct and gateway requests interleaved (A B, B A, A B...) so drift hits both.
@@ -28,17 +36,18 @@ Phases, each after a warm-up of both targets:
 - ttft: streaming requests interleaved the same way, timed to the first delta with
   content; ``ttft_overhead_ms`` = p50(gateway) - p50(direct).
 - c8, c32: closed-loop clients (each sends its next request when its last one is
-  answered) for a fixed number of requests per block, direct and gateway blocks
+  answered) for a fixed number of requests per block (30 or more rounds of the clients,
+  so the ramp at a block's start and end hardly counts), direct and gateway blocks
   alternating (A B, B A...); requests/s is the median over blocks,
   ``throughput_ratio_c32`` = gateway / direct at concurrency 32, and
   ``throughput_ratio_c32_paired`` the median of the ratios of back-to-back blocks (less
   sensitive to other load on the machine); latency p50/p95 over all blocks.
 
-The gateway's system message makes its prompts ~120 tokens longer; vLLM's prefix cache
-serves that shared prefix, so it cost nothing measurable at c1 or c32 on tiny-llama
-(prompt tokens of both targets are reported). The JSON also has the gateway process's
-CPU ms per request in each phase and its idle CPU, the code state (commit, uncommitted
-gateway files, a hash of the gateway's code) and the load average before and after.
+Without retrieval the gateway sends the conversation as it came, so both targets' prompts
+have the same tokens (reported, per target). The JSON also has the gateway process's
+CPU ms per request in each phase and its idle CPU, the CPU layout, the code state
+(commit, uncommitted gateway files, a hash of the gateway's code) and the load average
+before and after.
 
 Targets (issue 5): overhead p50 <= 2 ms, p95 <= 5 ms, throughput ratio >= 0.95.
 Progress goes to stderr; stdout gets exactly one JSON object. Exits 1 with the error
@@ -80,8 +89,8 @@ PROMPTS = [
     "Explain the expense report deadline.",
     "Which office has parking for visitors?",
 ]
-QUICK = {"pairs": 200, "ttft_pairs": 100, "blocks": 5, "c8_requests": 80, "c32_requests": 160}
-FULL = {"pairs": 1000, "ttft_pairs": 400, "blocks": 9, "c8_requests": 240, "c32_requests": 480}
+QUICK = {"pairs": 200, "ttft_pairs": 100, "blocks": 3, "c8_requests": 480, "c32_requests": 960}
+FULL = {"pairs": 1000, "ttft_pairs": 400, "blocks": 5, "c8_requests": 960, "c32_requests": 2400}
 TARGETS = {"overhead_p50_ms": 2.0, "overhead_p95_ms": 5.0, "throughput_ratio_c32": 0.95}
 
 
@@ -300,10 +309,12 @@ class CpuMeter:
     @contextmanager
     def phase(self, name: str, *, requests: int) -> Iterator[None]:
         """Records CPU ms per gateway request of the phase as ``{name}_ms_per_request``
-        (its idle work during the phase included: see ``idle_pct``)."""
-        before = self._cpu_s()
+        (its idle work during the phase included: see ``idle_pct``), and this client's
+        CPU ms per request of either target as ``client_{name}_ms_per_request``."""
+        before, client_before = self._cpu_s(), time.process_time()
         yield
-        after = self._cpu_s()
+        after, client_s = self._cpu_s(), time.process_time() - client_before
+        self.readings[f"client_{name}_ms_per_request"] = round(client_s * 500 / requests, 3)
         if before is not None and after is not None:
             self.readings[f"{name}_ms_per_request"] = round((after - before) * 1000 / requests, 3)
 
@@ -421,8 +432,29 @@ def _gateway_env(root: Path, *, bootstrap: str, llm_url: str, llm_model: str) ->
     }
 
 
+@dataclass(frozen=True)
+class CpuLayout:
+    """Which CPUs vLLM gets, and which the broker, the gateway and the client share."""
+
+    llm: list[int] | None
+    rest: list[int] | None
+
+    @classmethod
+    def choose(cls, split: bool) -> CpuLayout:
+        """The upper half of this process's CPUs for vLLM, the lower half for the rest."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if not split or len(cpus) < 2:
+            return cls(None, None)
+        half = len(cpus) // 2
+        return cls(llm=cpus[half:], rest=cpus[:half])
+
+    def pin_this_process(self) -> None:
+        if self.rest:
+            os.sched_setaffinity(0, self.rest)
+
+
 @contextmanager
-def servers(args: argparse.Namespace, root: Path) -> Iterator[Servers]:
+def servers(args: argparse.Namespace, root: Path, cpus: CpuLayout) -> Iterator[Servers]:
     """The vLLM server and the gateway: given by URL, or started here and stopped on exit.
 
     vLLM and the Kafka broker start together (vLLM is the slow one); the gateway after both.
@@ -439,6 +471,7 @@ def servers(args: argparse.Namespace, root: Path) -> Iterator[Servers]:
                     served_name=args.llm_model,
                     port=port,
                     log_path=root / "llm.log",
+                    cpus=cpus.llm,
                 )
             )
             llm_url = f"http://127.0.0.1:{port}/v1"
@@ -448,14 +481,19 @@ def servers(args: argparse.Namespace, root: Path) -> Iterator[Servers]:
             return
         kafka_port = free_port()
         first.append(
-            kafka_process(port=kafka_port, data_dir=root / "kafka", log_path=root / "kafka.log")
+            kafka_process(
+                port=kafka_port,
+                data_dir=root / "kafka",
+                log_path=root / "kafka.log",
+                cpus=cpus.rest,
+            )
         )
         ready = stack.enter_context(started(first, timeout_s=600, say=say))
         env = _gateway_env(
             root, bootstrap=f"127.0.0.1:{kafka_port}", llm_url=llm_url, llm_model=args.llm_model
         )
         port = free_port()
-        api = headwater_process(env=env, port=port, log_path=root / "headwater.log")
+        api = headwater_process(env=env, port=port, log_path=root / "headwater.log", cpus=cpus.rest)
         ready |= stack.enter_context(started([api], timeout_s=300, say=say))
         yield Servers(llm_url, args.llm_model, f"http://127.0.0.1:{port}/v1", api.pid, ready)
 
@@ -528,7 +566,7 @@ def settings(args: argparse.Namespace, plan: Plan, found: Servers) -> dict[str, 
         "prompts": len(PROMPTS),
         "client": f"one aiohttp {aiohttp.__version__} ClientSession, keep-alive, both targets",
         "gateway_body_extra": {"model": "small", "headwater.retrieval.enabled": False},
-        "gateway_audit_sync": os.environ.get("HEADWATER_AUDIT_SYNC", "true"),
+        "gateway_audit_sync": os.environ.get("HEADWATER_AUDIT_SYNC", "false"),
         "gateway_rate_limit": (
             "off (HEADWATER_RATE_LIMIT_RPS=0): the per-key limit would throttle c32"
             if found.gateway_pid
@@ -567,6 +605,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "'small' to --llm-url and should have HEADWATER_RATE_LIMIT_RPS=0",
     )
     parser.add_argument("--key", default="hw-dev-alice", help="API key for the gateway")
+    parser.add_argument(
+        "--cpu-split",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="vLLM on the upper half of the CPUs, broker + gateway + client on the lower "
+        "half (default; see above); --no-cpu-split shares every CPU",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.phases.split(",")) - {"c1", "ttft", "c8", "c32"}
     if unknown:
@@ -582,7 +627,10 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     result: dict[str, Any] = {"code": _code_state()}  # before the gateway loads the code
     machine = {"cpu_count": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2)}
-    with workspace() as root, servers(args, root) as found:
+    cpus = CpuLayout.choose(args.cpu_split)
+    cpus.pin_this_process()  # the client shares the gateway's CPUs (its work counts there)
+    machine["cpus"] = {"llm": cpus.llm, "kafka_gateway_client": cpus.rest}
+    with workspace() as root, servers(args, root, cpus) as found:
         result["vllm"] = _vllm(found)
         targets = [
             make_target(

@@ -81,6 +81,11 @@ FIREWALL_ACTIONS = Counter(
     ["direction", "entity", "action"],
 )
 
+AUDIT_FAILURES = Counter(
+    "headwater_audit_failures_total",
+    "Audit records Kafka did not acknowledge (queued mode; logged with the reason).",
+)
+
 
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric, and its content type."""

@@ -110,10 +110,18 @@ class Settings(BaseSettings):
     )
 
     audit_sync: bool = Field(
-        True,
-        description="Non-streamed answers wait for Kafka's ack of their audit record; false: "
-        "queued before the answer leaves, acknowledged after (1-3 ms less latency; a crash "
-        "in between can lose the record).",
+        False,
+        description="true: a non-streamed answer leaves only once Kafka acknowledged its audit "
+        "record (the broker's round trip, 0.3-2 ms, on every answer). false: the record is "
+        "queued before the answer leaves and acknowledged a few ms later; only a crash in "
+        "between loses it.",
+    )
+    audit_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="Queued audit records are gathered this long and sent as one batch "
+        "(audit_sync=false only): the window a crash of the process can lose.",
     )
 
     # Router for model=auto: a score over prompt and retrieval signals, its threshold
@@ -160,6 +168,11 @@ class Settings(BaseSettings):
     service_name: str = "headwater"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. :4318.")
     log_level: str = "INFO"
+    access_log: bool = Field(
+        False,
+        description="uvicorn's line per HTTP request (the audit topic, traces and /metrics "
+        "already record every request; the line costs a write per request).",
+    )
     log_content: bool = Field(False, description="Opt in to prompt/document text in logs.")
 
     # Chaos testing only: while this file exists, every store call fails as an outage.

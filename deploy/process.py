@@ -65,9 +65,13 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         pid_path: Path | None = None,
         cwd: Path | None = None,
+        cpus: Sequence[int] | None = None,
     ):
         self.name = name
-        self.argv = list(argv)
+        # ``cpus``: the process and its children run on these CPUs only (taskset, from
+        # util-linux), e.g. to keep a benchmark's model server off the cores it measures.
+        pinned = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+        self.argv = [*pinned, *argv]
         self.log_path = log_path
         self.ready = ready
         self.env = {**os.environ, **(env or {})}

@@ -51,6 +51,7 @@ def kafka_process(
     log_path: Path,
     pid_path: Path | None = None,
     controller_port: int | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> ManagedProcess:
     """A single-node KRaft broker on 127.0.0.1:``port`` (deploy/kafka/kafka.sh)."""
     return ManagedProcess(
@@ -65,6 +66,7 @@ def kafka_process(
         log_path=log_path,
         ready=port_open("127.0.0.1", port),
         pid_path=pid_path,
+        cpus=cpus,
     )
 
 
@@ -77,8 +79,12 @@ def llm_process(
     pid_path: Path | None = None,
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> ManagedProcess:
-    """vLLM's OpenAI server on CPU, from its own virtualenv (deploy/llm/serve.sh)."""
+    """vLLM's OpenAI server on CPU, from its own virtualenv (deploy/llm/serve.sh); with
+    ``cpus``, its processes and its OpenMP compute threads stay on those CPUs."""
+    if cpus:
+        env = {**(env or {}), "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))}
     if not (model_dir / "config.json").exists():
         raise StackError(f"no model at {model_dir}: run 'make setup' (deploy/llm/setup.sh) first")
     argv = [str(REPO / "deploy/llm/serve.sh"), str(model_dir), served_name, str(port)]
@@ -89,11 +95,17 @@ def llm_process(
         log_path=log_path,
         ready=http_ok(f"http://127.0.0.1:{port}/health"),
         pid_path=pid_path,
+        cpus=cpus,
     )
 
 
 def headwater_process(
-    *, env: dict[str, str], port: int, log_path: Path, pid_path: Path | None = None
+    *,
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    pid_path: Path | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> ManagedProcess:
     """``headwater serve``: the API and the ingest worker over the embedded store."""
     return ManagedProcess(
@@ -104,6 +116,7 @@ def headwater_process(
         ready=http_ok(f"http://127.0.0.1:{port}/readyz"),
         pid_path=pid_path,
         cwd=REPO,
+        cpus=cpus,
     )
 
 

@@ -127,11 +127,13 @@ def record(
     counts = Counter(f.entity for f in findings)
     for entity, count in sorted(counts.items()):
         FIREWALL_ACTIONS.labels(direction=direction, entity=entity, action=action).inc(count)
-    span = trace.get_current_span()
-    span.set_attribute("headwater.guardrail.direction", direction)
-    span.set_attribute("headwater.guardrail.policy", policy)
-    span.set_attribute("headwater.guardrail.action", action)
-    span.set_attribute("headwater.guardrail.findings", len(findings))
-    span.set_attribute("headwater.guardrail.entities", sorted(counts))
+    attributes: dict[str, str | int | list[str]] = {
+        "headwater.guardrail.direction": direction,
+        "headwater.guardrail.policy": policy,
+        "headwater.guardrail.action": action,
+        "headwater.guardrail.findings": len(findings),
+        "headwater.guardrail.entities": sorted(counts),
+    }
     for entity, count in counts.items():
-        span.set_attribute(f"headwater.guardrail.entity.{entity.lower()}", count)
+        attributes[f"headwater.guardrail.entity.{entity.lower()}"] = count
+    trace.get_current_span().set_attributes(attributes)

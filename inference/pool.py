@@ -51,6 +51,10 @@ class Replica:
     failures: int = 0
     checked_at: float = field(default=0.0)
 
+    def __post_init__(self) -> None:
+        # The gauge's child, looked up once (a labelled lookup takes a lock per call).
+        self.inflight_gauge = LLM_INFLIGHT.labels(self.tier, self.url)
+
     @property
     def url(self) -> str:
         return self.backend.base_url
@@ -159,12 +163,12 @@ class TierPool:
 
     def _take(self, replica: Replica) -> Replica:
         replica.outstanding += 1
-        LLM_INFLIGHT.labels(self.tier, replica.url).inc()
+        replica.inflight_gauge.inc()
         return replica
 
     def release(self, replica: Replica, *, duration_s: float | None = None) -> None:
         replica.outstanding -= 1
-        LLM_INFLIGHT.labels(self.tier, replica.url).dec()
+        replica.inflight_gauge.dec()
         if duration_s is not None:
             self._latency_s = 0.9 * self._latency_s + 0.1 * duration_s
         self._wake()

@@ -35,25 +35,27 @@ class Served:
 
 def _chat_span(replica: Replica, body: JSON, attempt: int) -> trace.Span:
     model = replica.backend.model
-    span = _tracer.start_span(f"chat {model}", kind=trace.SpanKind.CLIENT)
-    span.set_attribute("gen_ai.operation.name", "chat")
-    span.set_attribute("gen_ai.provider.name", "vllm")
-    span.set_attribute("gen_ai.request.model", model)
-    span.set_attribute("server.address", replica.url)
-    span.set_attribute("headwater.route.tier", replica.tier)
-    span.set_attribute("headwater.llm.attempt", attempt)
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.request.model": model,
+        "server.address": replica.url,
+        "headwater.route.tier": replica.tier,
+        "headwater.llm.attempt": attempt,
+    }
     for key in ("max_tokens", "temperature", "top_p", "seed"):
         if body.get(key) is not None:
-            span.set_attribute(f"gen_ai.request.{key}", body[key])
-    return span
+            attributes[f"gen_ai.request.{key}"] = body[key]
+    # Attributes given at the start: one pass over them, not a locked update each.
+    return _tracer.start_span(f"chat {model}", kind=trace.SpanKind.CLIENT, attributes=attributes)
 
 
 def _record_usage(span: trace.Span, usage: dict[str, Any] | None, model: str | None) -> None:
-    if model:
-        span.set_attribute("gen_ai.response.model", model)
+    attributes: dict[str, Any] = {"gen_ai.response.model": model} if model else {}
     if usage:
-        span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
-        span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0)))
+        attributes["gen_ai.usage.input_tokens"] = int(usage.get("prompt_tokens", 0))
+        attributes["gen_ai.usage.output_tokens"] = int(usage.get("completion_tokens", 0))
+    span.set_attributes(attributes)
 
 
 def _count_ok(replica: Replica, routed: Tier) -> None:

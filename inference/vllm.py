@@ -60,7 +60,6 @@ class OpenAIBackend:
                 connector=aiohttp.TCPConnector(
                     limit=self._max_connections, keepalive_timeout=3, ttl_dns_cache=300
                 ),
-                json_serialize=_dumps,
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
@@ -69,11 +68,11 @@ class OpenAIBackend:
         """A non-streaming chat completion."""
         try:
             async with self._client().post(
-                "chat/completions", json=body, timeout=self._timeout
+                "chat/completions", data=_encode(body), headers=_JSON, timeout=self._timeout
             ) as response:
-                text = await response.text()
-                _raise_for_status(response.status, text, self.model)
-                result: JSON = json.loads(text)
+                raw = await response.read()
+                _raise_for_status(response.status, raw, self.model)
+                result: JSON = json.loads(raw)
                 return result
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamFailed(f"model server {self.model} is unreachable") from exc
@@ -87,10 +86,10 @@ class OpenAIBackend:
         received = False
         try:
             async with self._client().post(
-                "chat/completions", json=body, timeout=self._stream_timeout
+                "chat/completions", data=_encode(body), headers=_JSON, timeout=self._stream_timeout
             ) as response:
                 if response.status >= 400:
-                    _raise_for_status(response.status, await response.text(), self.model)
+                    _raise_for_status(response.status, await response.read(), self.model)
                 async for raw in response.content:
                     if not raw.startswith(b"data:"):
                         continue
@@ -121,16 +120,21 @@ class OpenAIBackend:
             await asyncio.sleep(0)  # let the connector close its transports
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_JSON = {"Content-Type": "application/json"}
 
 
-def _raise_for_status(status: int, text: str, model: str) -> None:
+def _encode(body: JSON) -> bytes:
+    """The request body as bytes: aiohttp sends bytes as they are, where ``json=`` builds
+    a payload object around a string per request."""
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _raise_for_status(status: int, raw: bytes, model: str) -> None:
     if status < 400:
         return
     if 400 <= status < 500 and status not in (408, 429):
         try:
-            message = str(json.loads(text)["error"]["message"])
+            message = str(json.loads(raw)["error"]["message"])
         except (ValueError, KeyError, TypeError):
             message = f"model server rejected the request ({status})"
         raise InvalidRequest(message[:500], code="upstream_rejected")

@@ -43,15 +43,24 @@ class Delivered:
 _DeliveryCallback = Callable[[str | None, Delivered | None], None]
 
 
-def producer_config(bootstrap: str, *, linger_ms: int = 0) -> dict[str, str | int | bool]:
+def producer_config(
+    bootstrap: str,
+    *,
+    linger_ms: int = 0,
+    errors_only: bool = False,
+    message_timeout_ms: int = 30000,
+) -> dict[str, str | int | bool]:
     """``linger_ms`` 0 by default: an audit record or an HTTP-ingested document waits for
-    its acknowledgement on a request's path (messages still batch while one is in flight)."""
+    its acknowledgement on a request's path (messages still batch while one is in flight).
+    ``errors_only``: delivery callbacks run for failed messages alone (fire-and-forget
+    producers, whose successes nobody waits for)."""
     return {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": linger_ms,
-        "message.timeout.ms": 30000,
+        "message.timeout.ms": message_timeout_ms,
+        "delivery.report.only.error": errors_only,
         "client.id": "headwater",
     }
 
@@ -60,15 +69,31 @@ class KafkaProducer:
     """An idempotent producer. ``send`` (sync) and ``send_async`` return once the broker
     has acknowledged the message, so a caller never reports a send it did not see land."""
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 0):
-        self._producer = Producer(producer_config(bootstrap, linger_ms=linger_ms))
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        linger_ms: int = 0,
+        errors_only: bool = False,
+        message_timeout_ms: int = 30000,
+    ):
+        self._producer = Producer(
+            producer_config(
+                bootstrap,
+                linger_ms=linger_ms,
+                errors_only=errors_only,
+                message_timeout_ms=message_timeout_ms,
+            )
+        )
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
         self._poller.start()
 
     def _poll(self) -> None:
+        # poll() returns as soon as a delivery report arrives; the timeout only bounds how
+        # often an idle producer wakes this thread (and takes the GIL from the API's loop).
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(0.5)
 
     def produce(
         self,
@@ -248,7 +273,7 @@ def follow_topic(
             [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(metadata.partitions)]
         )
         while not stop.is_set():
-            message = consumer.poll(0.2)
+            message = consumer.poll(0.5)  # returns at once when a record arrives
             if message is None or message.error():
                 continue
             value = message.value()

@@ -1,16 +1,14 @@
 """``POST /v1/chat/completions``: OpenAI's schema, streaming by SSE, with citations.
 
-Every answered request leaves one audit record. A non-streamed answer is returned only
-once its record is acknowledged (unless ``HEADWATER_AUDIT_SYNC=false``: then the record
-is queued before the answer leaves); a stream's record follows its last event, or the
-client's departure. A client that goes away cancels the upstream request (streamed or
-not).
+Every answered request leaves one audit record (``api.audit``): written before a
+non-streamed answer leaves (acknowledged by Kafka first with ``HEADWATER_AUDIT_SYNC=true``);
+a stream's record follows its last event, or the client's departure. A client that goes
+away cancels the upstream request (streamed or not).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -18,16 +16,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
-from starlette.types import Receive
+from starlette.types import Receive, Scope, Send
 
 from acl.models import Principal
 from api.answering import PreparedAnswer
 from api.audit import AuditLog, AuditRecord
-from api.deps import AnswererDep, AuditDep, RateLimitedPrincipalDep, ServicesDep
+from api.deps import AnswererDep, AuditDep, RateLimitedPrincipalDep
 from api.streaming import ClosingStreamingResponse
 from core.errors import HeadwaterError
 from inference.models import ChatCompletionRequest
 
+CHAT_PATH = "/v1/chat/completions"
 router = APIRouter(tags=["chat"])
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,49 +72,50 @@ async def _audited(
     finally:
         await events.aclose()  # a client that left: closes the upstream request, vLLM stops
         if not finished:
-            # The client left mid-stream: what it was sent is still audited (queued
-            # here; a closed generator cannot wait for the acknowledgement).
-            audit.submit(record()).add_done_callback(_log_unacknowledged)
-
-
-def _log_unacknowledged(pending: asyncio.Future[Any]) -> None:
-    if not pending.cancelled() and pending.exception() is not None:
-        _log.error("an audit record was not acknowledged: %s", pending.exception())
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+            # The client left mid-stream: what it was sent is still audited (queued: a
+            # closed generator cannot wait for the acknowledgement).
+            audit.queue(record())
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """``work``, cancelled (with the upstream request it makes) if the client leaves."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(request.receive))
+    """``work``, cancelled (with the upstream request it makes) if the client leaves.
+
+    ``work`` runs in this task; a watcher task cancels this one when the client's
+    disconnect arrives. (Running ``work`` in a task of its own would cost two extra turns
+    of the event loop per request.)"""
+    current = asyncio.current_task()
+    assert current is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if left and current.uncancel() == 0:
+            raise ClientDisconnected from None
+        raise  # cancelled from elsewhere (a shutdown): not ours to swallow
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise ClientDisconnected
-    return task.result()
 
 
-@router.post("/v1/chat/completions", response_model=None)
+# Served through ``api.chat_dispatch`` (the same handler and dependencies, without the
+# router's generic machinery on the gateway's hot path); registered here for its schema.
+@router.post(CHAT_PATH, response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest,
     principal: RateLimitedPrincipalDep,
     answerer: AnswererDep,
     audit: AuditDep,
     request: Request,
-    services: ServicesDep,
 ) -> ClosingStreamingResponse | Response:
     started = time.perf_counter()
-    audit_sync = services.settings.audit_sync
     request_id: str = request.state.request_id
     prepared = await answerer.prepare(principal, body)
     if body.stream:
@@ -136,14 +136,30 @@ async def chat_completions(
     except ClientDisconnected:
         _log.info("client disconnected; upstream request %s cancelled", request_id)
         return Response(status_code=499)
-    pending = audit.submit(_record(principal, prepared, request_id, started))
-    if audit_sync:
-        await pending
-    else:
-        pending.add_done_callback(_log_unacknowledged)
+    record = _record(principal, prepared, request_id, started)
+    if audit.acknowledged:
+        await audit.write(record)
     # Serialised here (not by FastAPI's encoder, which walks every value again).
-    return Response(
+    return AuditedResponse(
         json.dumps(answer, separators=(",", ":"), ensure_ascii=False),
         media_type="application/json",
         headers={"x-headwater-route": prepared.route_header()},
+        audit=None if audit.acknowledged else (audit, record),
     )
+
+
+class AuditedResponse(Response):
+    """A response that queues its audit record once it has been sent, or failed to be:
+    the producer's work (a wake-up of its I/O thread) then never delays the answer."""
+
+    def __init__(self, *args: Any, audit: tuple[AuditLog, AuditRecord] | None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._audit is not None:
+                log, record = self._audit
+                log.queue(record)

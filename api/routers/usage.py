@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from acl.models import Principal
-from api.deps import PrincipalDep
+from api.deps import AuditDep, PrincipalDep
 from api.usage import UsageLedger, UsageReport, parse_group_by, parse_window
 from core.errors import PermissionDenied, UpstreamUnavailable
 
@@ -40,6 +40,7 @@ def _billing(principal: Principal) -> Principal:
 async def usage_report(
     principal: PrincipalDep,
     ledger: UsageLedgerDep,
+    audit: AuditDep,
     group_by: Annotated[str, Query(description="Comma-separated dimensions.")] = "department",
     start: Annotated[str | None, Query(alias="from", description="ISO 8601 date or time.")] = None,
     end: Annotated[str | None, Query(alias="to", description="ISO 8601 date or time.")] = None,
@@ -47,8 +48,10 @@ async def usage_report(
     tenant = _billing(principal).tenant
     dimensions = parse_group_by(group_by)
     first, last = parse_window(start, end, now=datetime.now(UTC))
-    # Read-your-writes: every audit record acknowledged before now is in the report.
-    if not await ledger.caught_up(CATCH_UP_TIMEOUT_S):
+    # Read-your-writes: this process's queued audit records are acknowledged first, then
+    # every record acknowledged before now (by any replica) is read into the report.
+    flushed = await audit.flush(CATCH_UP_TIMEOUT_S)
+    if not flushed or not await ledger.caught_up(CATCH_UP_TIMEOUT_S):
         raise UpstreamUnavailable(
             "usage is still being read from the audit trail; try again shortly",
             code="usage_not_ready",

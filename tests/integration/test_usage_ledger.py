@@ -39,12 +39,16 @@ def settings(kafka_bootstrap: str) -> Settings:
     return settings
 
 
-@pytest.fixture
-async def audit(settings: Settings) -> AsyncIterator[AuditLog]:
-    producer = KafkaProducer(settings.kafka_bootstrap)
+@pytest.fixture(params=["acknowledged", "queued"])
+async def audit(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[AuditLog]:
+    """Both modes: each write acknowledged, or queued in batches (the default)."""
+    producer = KafkaProducer(settings.kafka_bootstrap, linger_ms=1)
+    acknowledged = request.param == "acknowledged"
+    log = AuditLog(producer, settings.audit_topic, acknowledged=acknowledged, batch_s=0.02)
     try:
-        yield AuditLog(producer, settings.audit_topic)
+        yield log
     finally:
+        log.close()
         producer.close()
 
 
@@ -111,6 +115,7 @@ async def test_reports_equal_the_tokens_written_and_survive_a_restart(
     for record in records[:20]:  # written twice (a retried write): counted once
         await audit.write(record)
 
+    assert await audit.flush(30)  # as GET /v1/usage does first: this process's records sent
     assert await ledger.caught_up(30)
     for tenant in ("acme", "globex"):
         assert _by_department(ledger, tenant) == _expected(records, tenant)
@@ -142,6 +147,7 @@ async def test_a_request_is_in_the_report_asked_right_after_it(
             latency_ms=1.0,
         )
         await audit.write(record)
+        assert await audit.flush(10)
         assert await ledger.caught_up(10)
         now = datetime.now(UTC)
         report = ledger.report(
@@ -158,6 +164,7 @@ async def test_the_cli_prints_the_same_report(
     records = _records(40, seed=11)
     for record in records:
         await audit.write(record)
+    assert await audit.flush(30)
     monkeypatch.setenv("HEADWATER_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
     monkeypatch.setenv("HEADWATER_AUDIT_TOPIC", settings.audit_topic)
     app = typer.Typer()

@@ -223,7 +223,12 @@ def _client(ledger: UsageLedger, principal: Principal) -> TestClient:
     app = FastAPI()
     register_error_handlers(app)
     app.include_router(router)
-    app.state.services = SimpleNamespace(usage=ledger)
+
+    async def flushed(timeout_s: float) -> bool:  # a queued-mode audit log, all sent
+        return True
+
+    audit = SimpleNamespace(flush=flushed)
+    app.state.services = SimpleNamespace(usage=ledger, audit=audit)
     app.dependency_overrides[get_principal] = lambda: principal
     return TestClient(app)
 

@@ -1,0 +1,66 @@
+"""The one ASGI middleware of ours around every request: its id and its latency metric.
+
+One layer, not two: each ASGI layer wraps ``send`` again, and on the gateway's path every
+wrapper is paid twice per request (start and body), which the 2 ms overhead budget
+(BENCHMARKS.md) notices.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.metrics import HTTP_REQUEST_DURATION
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_UNTIMED = frozenset({"/metrics"})
+# Request ids must be unique, not secret: 128 bits from a generator seeded by the OS once.
+# uuid4 asks the OS for every id, and that call lets other threads take the GIL from the
+# request in flight.
+_ids = random.Random()
+
+
+def new_request_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
+
+
+class RequestMiddleware:
+    """Gives every request an id (a sane incoming ``x-request-id`` is kept, so a caller can
+    correlate), echoes it on the response, and records the request's latency by route
+    template (never the raw path: ids in paths would explode the label set)."""
+
+    def __init__(self, app: ASGIApp):
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = incoming.decode("latin-1")
+        if not _REQUEST_ID.match(request_id):
+            request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers", [])
+                message["headers"] = [*(h for h in headers if h[0] != b"x-request-id"), header]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route_path") or getattr(scope.get("route"), "path", "unmatched")
+            if route not in _UNTIMED:
+                HTTP_REQUEST_DURATION.labels(scope["method"], route, str(status)).observe(
+                    time.perf_counter() - started
+                )
