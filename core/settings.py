@@ -113,8 +113,8 @@ class Settings(BaseSettings):
         False,
         description="true: a non-streamed answer leaves only once Kafka acknowledged its audit "
         "record (the broker's round trip, 0.3-2 ms, on every answer). false: the record is "
-        "queued before the answer leaves and acknowledged a few ms later; only a crash in "
-        "between loses it.",
+        "queued as the answer is sent and reaches Kafka within audit_linger_ms; only a crash "
+        "in that window loses it.",
     )
     audit_linger_ms: int = Field(
         20,

@@ -180,3 +180,20 @@ async def test_the_cli_prints_the_same_report(
     table = await asyncio.to_thread(CliRunner().invoke, app, args[:-1] + ["--group-by", "model"])
     assert table.exit_code == 0, table.output
     assert "small-m" in table.stdout and "total" in table.stdout
+
+
+async def test_queued_records_still_held_at_shutdown_reach_the_topic(settings: Settings) -> None:
+    # A batch window far longer than the test: only close() can send these records.
+    producer = KafkaProducer(settings.kafka_bootstrap, linger_ms=1, errors_only=True)
+    audit = AuditLog(producer, settings.audit_topic, acknowledged=False, batch_s=600)
+    records = _records(25, seed=3)
+    for record in records:
+        await audit.write(record)
+    audit.close()
+    producer.close()  # flushes: returns once Kafka has acknowledged them
+
+    ledger = UsageLedger()
+    with following_usage(settings, ledger):
+        assert await ledger.caught_up(30)
+        for tenant in ("acme", "globex"):
+            assert _by_department(ledger, tenant) == _expected(records, tenant)
