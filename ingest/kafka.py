@@ -67,7 +67,8 @@ def producer_config(
 
 class KafkaProducer:
     """An idempotent producer. ``send`` (sync) and ``send_async`` return once the broker
-    has acknowledged the message, so a caller never reports a send it did not see land."""
+    has acknowledged the message, so a caller never reports a send it did not see land.
+    With ``errors_only`` it only ``produce``s: no acknowledgement is reported to wait for."""
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class KafkaProducer:
         errors_only: bool = False,
         message_timeout_ms: int = 30000,
     ):
+        self._errors_only = errors_only
         self._producer = Producer(
             producer_config(
                 bootstrap,
@@ -128,6 +130,7 @@ class KafkaProducer:
         self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
     ) -> Delivered:
         """Produce and block until acknowledged (raises ``UpstreamUnavailable`` if not)."""
+        self._check_acknowledged()
         done = threading.Event()
         result: list[Delivered | str] = []
 
@@ -150,6 +153,7 @@ class KafkaProducer:
     ) -> asyncio.Future[Delivered]:
         """Queue the message now; the future resolves on its acknowledgement (or raises
         ``UpstreamUnavailable``). Call from the event loop."""
+        self._check_acknowledged()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Delivered] = loop.create_future()
 
@@ -159,6 +163,10 @@ class KafkaProducer:
 
         self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
         return future
+
+    def _check_acknowledged(self) -> None:
+        if self._errors_only:
+            raise TypeError("an errors_only producer reports no acknowledgement to wait for")
 
     def reachable(self, timeout_s: float = 2.0) -> bool:
         """True when the cluster answers a metadata request."""

@@ -1,9 +1,9 @@
 """``POST /v1/chat/completions``: OpenAI's schema, streaming by SSE, with citations.
 
-Every answered request leaves one audit record (``api.audit``): written before a
-non-streamed answer leaves (acknowledged by Kafka first with ``HEADWATER_AUDIT_SYNC=true``);
-a stream's record follows its last event, or the client's departure. A client that goes
-away cancels the upstream request (streamed or not).
+Every answered request leaves one audit record (``api.audit``): a non-streamed answer's
+is queued as the answer is sent (or, with ``HEADWATER_AUDIT_SYNC=true``, acknowledged by
+Kafka before it is sent); a stream's record follows its last event, or the client's
+departure. A client that goes away cancels the upstream request (streamed or not).
 """
 
 from __future__ import annotations
