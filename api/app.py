@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
-from api.chat_dispatch import ChatDispatch
+from api.chat_dispatch import ChatFrontDoor
 from api.errors import register_error_handlers
 from api.middleware import RequestMiddleware
 from api.routers import admin, chat, documents, health, search, usage
@@ -25,7 +25,21 @@ def _untraced(scope: Scope) -> bool:
     return scope.get("path") in _UNTRACED
 
 
-def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
+class HeadwaterAPI(FastAPI):
+    """FastAPI, with ``POST /v1/chat/completions`` taken before its layers by
+    ``api.chat_dispatch`` (the gateway's hot path; the route's own handler serves it)."""
+
+    chat_front_door: ChatFrontDoor | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        door = self.chat_front_door
+        if door is not None and door.handles(scope):
+            await door(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, *, run_ingest: bool = True) -> HeadwaterAPI:
     """The API; with ``run_ingest`` the same process also runs the ingest worker
     (required with the embedded store, which belongs to one process)."""
     provider = configure_tracing(settings)
@@ -41,7 +55,7 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
             gc.freeze()
             yield
 
-    app = FastAPI(
+    app = HeadwaterAPI(
         # FastAPI's own OpenTelemetry server spans (semantic conventions, the W3C context
         # of the caller continued), at about a third of the CPU of opentelemetry's ASGI
         # instrumentor; Prometheus, not OTel metrics, serves /metrics.
@@ -64,6 +78,6 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(usage.router)
     app.include_router(health.router)
-    app.add_middleware(ChatDispatch, api=app)
-    app.add_middleware(RequestMiddleware)  # outermost of ours: ids and times both paths
+    app.add_middleware(RequestMiddleware)
+    app.chat_front_door = ChatFrontDoor(app)
     return app

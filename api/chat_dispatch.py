@@ -1,51 +1,79 @@
 """The gateway's hot path: ``POST /v1/chat/completions`` handed straight to its handler.
 
 The endpoint is the FastAPI route in ``api.routers.chat`` (its schema, its OpenAPI entry,
-its handler). FastAPI's router would reach it through exception, exit-stack and routing
-layers and a generic dependency solver; on a 2-core machine that machinery cost ~0.5 ms
-of the gateway's 2 ms overhead budget at concurrency 1 (BENCHMARKS.md). This middleware
-does the same steps by hand for that one route: read the body, authenticate and
-rate-limit (the route's own dependency functions), validate the body against the route's
-model, call the route's handler, and answer errors through the app's own exception
+its handler, its dependency functions). Through FastAPI that route sits under ten ASGI
+layers (telemetry, error and body-limit wrappers, exception and exit-stack middleware,
+the router) and a generic dependency solver; at concurrency 1 on the 2-core benchmark
+machine they cost ~0.7 ms of the gateway's 2 ms overhead budget (BENCHMARKS.md).
+``ChatFrontDoor`` takes that one route before them and does the same steps by hand, in
+one frame: the request id and latency metric (``api.middleware``'s), the server span
+(OpenTelemetry's HTTP semantic conventions, continuing the caller's W3C trace context,
+as FastAPI names its own), authentication and rate limit, validation against the
+route's model, the route's handler, and errors through the app's own exception
 handlers, so the error shape, status codes and headers are the route's.
-
-Everything outside it still applies: FastAPI's server span (named for the route here),
-the request id and latency metric (``api.middleware``), the body-size limit.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from opentelemetry import trace
+from opentelemetry import context, propagate, trace
 from pydantic import ValidationError
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from api.deps import get_answerer, get_audit, get_rate_limited_principal
+from api.middleware import record_latency, request_id_header
 from api.routers.chat import CHAT_PATH, chat_completions
 from inference.models import ChatCompletionRequest
 
 _SPAN_NAME = f"POST {CHAT_PATH}"
+_tracer = trace.get_tracer("headwater.api")
 
 
-class ChatDispatch:
-    """Serves ``POST /v1/chat/completions`` with the route's handler; passes the rest on."""
+class ChatFrontDoor:
+    """Serves ``POST /v1/chat/completions`` for ``api`` (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, api: FastAPI):
-        self._app = app
+    def __init__(self, api: FastAPI):
         self._api = api
 
+    @staticmethod
+    def handles(scope: Scope) -> bool:
+        return bool(
+            scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST"
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != CHAT_PATH or scope["method"] != "POST":
-            await self._app(scope, receive, send)
-            return
-        span = trace.get_current_span()  # the server span, until now named "POST"
-        span.update_name(_SPAN_NAME)
-        span.set_attribute("http.route", CHAT_PATH)
-        scope["route_path"] = CHAT_PATH  # the latency metric's label (api.middleware)
+        started = time.perf_counter()
+        scope["app"] = self._api  # as Starlette sets it: request.app reaches the services
+        id_header = request_id_header(scope)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers", ())
+                message["headers"] = [*(h for h in headers if h[0] != b"x-request-id"), id_header]
+            await send(message)
+
+        span = _server_span(scope)
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            await self._serve(scope, receive, send_with_id)
+        finally:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_attribute("error.type", str(status))
+                span.set_status(trace.StatusCode.ERROR)
+            span.end()
+            context.detach(token)
+            record_latency(scope, CHAT_PATH, status, started)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = await _read_body(receive)
         request = Request(scope, _replaying(raw, receive))
         try:
@@ -70,6 +98,33 @@ class ChatDispatch:
             raise exc
         response = handler(request, exc)
         return await response if inspect.isawaitable(response) else response
+
+
+def _server_span(scope: Scope) -> trace.Span:
+    """The HTTP server span, a child of the caller's ``traceparent`` when it sent one."""
+    carrier = {
+        key.decode("latin-1"): value.decode("latin-1")
+        for key, value in scope["headers"]
+        if key in (b"traceparent", b"tracestate")
+    }
+    attributes: dict[str, str | int] = {
+        "http.request.method": "POST",
+        "http.route": CHAT_PATH,
+        "url.path": CHAT_PATH,
+        "url.scheme": scope.get("scheme", "http"),
+        "network.protocol.version": scope.get("http_version", "1.1"),
+    }
+    server = scope.get("server")
+    if server:
+        attributes["server.address"] = server[0]
+        if server[1] is not None:
+            attributes["server.port"] = server[1]
+    return _tracer.start_span(
+        _SPAN_NAME,
+        context=propagate.extract(carrier) if carrier else None,
+        kind=trace.SpanKind.SERVER,
+        attributes=attributes,
+    )
 
 
 async def _read_body(receive: Receive) -> bytes:

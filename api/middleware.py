@@ -1,8 +1,8 @@
-"""The one ASGI middleware of ours around every request: its id and its latency metric.
+"""The one ASGI middleware of ours around every request: its id and its latency metric
+(``api.chat_dispatch`` does the same for the chat route, with these functions).
 
-One layer, not two: each ASGI layer wraps ``send`` again, and on the gateway's path every
-wrapper is paid twice per request (start and body), which the 2 ms overhead budget
-(BENCHMARKS.md) notices.
+One layer, not two: each ASGI layer wraps ``send`` again, and every wrapper is paid twice
+per request (start and body).
 """
 
 from __future__ import annotations
@@ -27,10 +27,28 @@ def new_request_id() -> str:
     return f"{_ids.getrandbits(128):032x}"
 
 
+def request_id_header(scope: Scope) -> tuple[bytes, bytes]:
+    """The request's id (a sane incoming ``x-request-id`` is kept, so a caller can
+    correlate), stored as ``request.state.request_id``; returns its response header."""
+    incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+    request_id = incoming.decode("latin-1")
+    if not _REQUEST_ID.match(request_id):
+        request_id = new_request_id()
+    scope.setdefault("state", {})["request_id"] = request_id
+    return (b"x-request-id", request_id.encode())
+
+
+def record_latency(scope: Scope, route: str, status: int, started: float) -> None:
+    """Latency by route template (never the raw path: ids would explode the label set)."""
+    if route not in _UNTIMED:
+        HTTP_REQUEST_DURATION.labels(scope["method"], route, str(status)).observe(
+            time.perf_counter() - started
+        )
+
+
 class RequestMiddleware:
-    """Gives every request an id (a sane incoming ``x-request-id`` is kept, so a caller can
-    correlate), echoes it on the response, and records the request's latency by route
-    template (never the raw path: ids in paths would explode the label set)."""
+    """Gives every request an id, echoes it on the response, and records the request's
+    latency by route template."""
 
     def __init__(self, app: ASGIApp):
         self._app = app
@@ -40,12 +58,7 @@ class RequestMiddleware:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-        request_id = incoming.decode("latin-1")
-        if not _REQUEST_ID.match(request_id):
-            request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode())
+        header = request_id_header(scope)
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -59,8 +72,4 @@ class RequestMiddleware:
         try:
             await self._app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route_path") or getattr(scope.get("route"), "path", "unmatched")
-            if route not in _UNTIMED:
-                HTTP_REQUEST_DURATION.labels(scope["method"], route, str(status)).observe(
-                    time.perf_counter() - started
-                )
+            record_latency(scope, getattr(scope.get("route"), "path", "unmatched"), status, started)

@@ -105,8 +105,8 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-# Served through ``api.chat_dispatch`` (the same handler and dependencies, without the
-# router's generic machinery on the gateway's hot path); registered here for its schema.
+# Served through ``api.chat_dispatch`` (this handler and these dependencies, without
+# FastAPI's layers on the gateway's hot path); registered here for its schema.
 @router.post(CHAT_PATH, response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest,
