@@ -82,9 +82,10 @@ class AuditLog:
     - queued (the default): ``write`` queues the record and returns. Records gathered over
       ``batch_s`` go to the producer together (its own, so one wake-up of its I/O thread
       sends a batch), which delivers them, retrying through broker outages for
-      ``message.timeout.ms``; ``close`` sends what is left and flushes. Only a crash of the
-      process in the few ms between the answer and the acknowledgement loses a record; a
-      record Kafka refuses is logged and counted (``headwater_audit_failures_total``).
+      ``message.timeout.ms``; ``close`` sends what is left. Only a crash of the process
+      between the answer and the acknowledgement (``batch_s`` plus the broker's round
+      trip) loses records; a record Kafka refuses is logged and counted
+      (``headwater_audit_failures_total``).
     """
 
     def __init__(
@@ -131,13 +132,11 @@ class AuditLog:
     async def flush(self, timeout_s: float) -> bool:
         """Send the gathered records now and wait until every record handed to the
         producer is acknowledged; False if some were not within ``timeout_s``."""
-        if self._timer is not None:
-            self._timer.cancel()
-        self._send_pending()
+        self.close()
         return await asyncio.to_thread(self._producer.flush, timeout_s) == 0
 
     def close(self) -> None:
-        """Send the gathered records (the producer's own close flushes them)."""
+        """Send the gathered records now (the producer's own close flushes them)."""
         if self._timer is not None:
             self._timer.cancel()
         self._send_pending()

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from api.deps import get_answerer, get_audit, get_rate_limited_principal
-from api.middleware import record_latency, request_id_header
+from api.middleware import StampedSend, record_latency, request_id_header
 from api.routers.chat import CHAT_PATH, chat_completions
 from inference.models import ChatCompletionRequest
 
@@ -49,22 +49,13 @@ class ChatFrontDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         scope["app"] = self._api  # as Starlette sets it: request.app reaches the services
-        id_header = request_id_header(scope)
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = message.get("headers", ())
-                message["headers"] = [*(h for h in headers if h[0] != b"x-request-id"), id_header]
-            await send(message)
-
+        stamped = StampedSend(send, request_id_header(scope))
         span = _server_span(scope)
         token = context.attach(trace.set_span_in_context(span))
         try:
-            await self._serve(scope, receive, send_with_id)
+            await self._serve(scope, receive, stamped)
         finally:
+            status = stamped.status
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_attribute("error.type", str(status))

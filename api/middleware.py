@@ -46,6 +46,25 @@ def record_latency(scope: Scope, route: str, status: int, started: float) -> Non
         )
 
 
+class StampedSend:
+    """``send``, with the request's id header added to the response; keeps its status."""
+
+    def __init__(self, send: Send, id_header: tuple[bytes, bytes]):
+        self._send = send
+        self._id_header = id_header
+        self.status = 500  # until a response starts
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            headers = message.get("headers", ())
+            message["headers"] = [
+                *(h for h in headers if h[0] != b"x-request-id"),
+                self._id_header,
+            ]
+        await self._send(message)
+
+
 class RequestMiddleware:
     """Gives every request an id, echoes it on the response, and records the request's
     latency by route template."""
@@ -58,18 +77,9 @@ class RequestMiddleware:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        header = request_id_header(scope)
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = message.get("headers", [])
-                message["headers"] = [*(h for h in headers if h[0] != b"x-request-id"), header]
-            await send(message)
-
+        stamped = StampedSend(send, request_id_header(scope))
         try:
-            await self._app(scope, receive, send_with_id)
+            await self._app(scope, receive, stamped)
         finally:
-            record_latency(scope, getattr(scope.get("route"), "path", "unmatched"), status, started)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            record_latency(scope, route, stamped.status, started)

@@ -3,8 +3,8 @@ behind ``GET /v1/usage``.
 
 The ledger is built from the audit topic, not from this process's memory: every API
 replica writes its audit records there (``api.audit``), so any replica, after any
-restart, reads the same totals. Records are applied
-once per ``(tenant, request_id)`` and summed per minute; a report reads whole minutes.
+restart, reads the same totals. Records are applied once per ``(tenant, request_id)``
+and summed per minute; a report reads whole minutes.
 """
 
 from __future__ import annotations
