@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from opentelemetry import context, propagate, trace
 from pydantic import ValidationError
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api.deps import get_answerer, get_audit, get_rate_limited_principal
 from api.middleware import StampedSend, record_latency, request_id_header
@@ -65,11 +65,12 @@ class ChatFrontDoor:
             record_latency(scope, CHAT_PATH, status, started)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = await _read_body(receive)
-        request = Request(scope, _replaying(raw, receive))
+        # Starlette keeps the body it read; later receives wait for the client's
+        # disconnect, which the handler watches to cancel upstream work.
+        request = Request(scope, receive)
         try:
             principal = await get_rate_limited_principal(request)
-            body = _validated(raw)
+            body = _validated(await request.body())
             response = await chat_completions(
                 body=body,
                 principal=principal,
@@ -116,29 +117,6 @@ def _server_span(scope: Scope) -> trace.Span:
         kind=trace.SpanKind.SERVER,
         attributes=attributes,
     )
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replaying(raw: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that gives the body once more, then waits for the client's
-    disconnect as the original does (the handler watches it to cancel upstream work)."""
-    pending: list[Message] = [{"type": "http.request", "body": raw, "more_body": False}]
-
-    async def replay() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replay
 
 
 def _validated(raw: bytes) -> ChatCompletionRequest:
