@@ -14,7 +14,7 @@ concurrency 32, aiohttp got ~60) sends the same OpenAI chat requests to both tar
 - gateway: POST {headwater}/v1/chat/completions with ``model`` = ``small`` and
   ``"headwater": {"retrieval": {"enabled": false}}``: retrieval is a feature, not a proxy
   cost, so it is off. Everything else on the chat path stays on (auth, firewall, routing,
-  tracing, metrics, the audit record acknowledged by Kafka before the answer returns).
+  tracing, metrics, the audit record, queued for Kafka as the answer is sent: the default).
 
 Short prompts without PII, ``temperature`` 0, ``max_tokens`` 16; tiny-llama never stops
 early, so every answer has exactly ``max_tokens`` completion tokens, which is checked on
@@ -89,7 +89,7 @@ PROMPTS = [
     "Explain the expense report deadline.",
     "Which office has parking for visitors?",
 ]
-QUICK = {"pairs": 200, "ttft_pairs": 100, "blocks": 3, "c8_requests": 480, "c32_requests": 960}
+QUICK = {"pairs": 200, "ttft_pairs": 100, "blocks": 5, "c8_requests": 480, "c32_requests": 960}
 FULL = {"pairs": 1000, "ttft_pairs": 400, "blocks": 5, "c8_requests": 960, "c32_requests": 2400}
 TARGETS = {"overhead_p50_ms": 2.0, "overhead_p95_ms": 5.0, "throughput_ratio_c32": 0.95}
 

@@ -1,8 +1,10 @@
 """Client for one OpenAI-compatible server (vLLM's ``api_server``). The only module
 that talks HTTP to a model server.
 
-aiohttp rather than httpx: on the gateway's hot path its client costs a fraction of the
-CPU per request (the gateway's overhead budget is 2 ms at p50, BENCHMARKS.md).
+Non-streamed completions, the gateway's hot path, go through ``inference.http1`` (a
+keep-alive pool with httptools' parser, a third of aiohttp's CPU per request); streams
+and health checks through aiohttp (rather than httpx: a fraction of its CPU per request;
+the gateway's overhead budget is 2 ms at p50, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from core.errors import InvalidRequest, UpstreamUnavailable
+from inference.http1 import ConnectionPool, HTTPFailure
 
 JSON = dict[str, Any]
 
@@ -42,13 +45,14 @@ class OpenAIBackend:
     ):
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=5.0)
+        self._timeout_s = timeout_s
         # A stream is abandoned when no chunk arrives for this long (the first included).
         self._stream_timeout = aiohttp.ClientTimeout(
             total=timeout_s, sock_connect=5.0, sock_read=first_token_timeout_s or timeout_s
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop (aiohttp binds it to the loop).
@@ -66,16 +70,17 @@ class OpenAIBackend:
 
     async def complete(self, body: JSON) -> JSON:
         """A non-streaming chat completion."""
+        if self._pool is None:  # created on first use, inside the running loop
+            self._pool = ConnectionPool(self.base_url, limit=self._max_connections)
         try:
-            async with self._client().post(
-                "chat/completions", data=_encode(body), headers=_JSON, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                _raise_for_status(response.status, raw, self.model)
-                result: JSON = json.loads(raw)
-                return result
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, raw = await self._pool.post_json(
+                "chat/completions", _encode(body), timeout_s=self._timeout_s
+            )
+        except (HTTPFailure, OSError, TimeoutError) as exc:
             raise UpstreamFailed(f"model server {self.model} is unreachable") from exc
+        _raise_for_status(status, raw, self.model)
+        result: JSON = json.loads(raw)
+        return result
 
     async def stream(self, body: JSON) -> AsyncGenerator[JSON]:
         """A streaming chat completion, one parsed SSE chunk at a time.
@@ -115,6 +120,8 @@ class OpenAIBackend:
             return False
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
             await asyncio.sleep(0)  # let the connector close its transports
