@@ -45,9 +45,11 @@ Phases, each after a warm-up of both targets:
 
 Without retrieval the gateway sends the conversation as it came, so both targets' prompts
 have the same tokens (reported, per target). The JSON also has the gateway process's
-CPU ms per request in each phase and its idle CPU, the CPU layout, the code state
-(commit, uncommitted gateway files, a hash of the gateway's code) and the load average
-before and after.
+CPU ms per request in each phase and its idle CPU, vLLM's own CPU ms per request at c8
+and c32 for each target (``llm_cpu_ms_per_request``: its API server, engine and worker;
+on a CPU-bound vLLM, throughput follows it), the CPU layout, the code state (commit,
+uncommitted gateway files, a hash of the gateway's code) and the load average before
+and after.
 
 Targets (issue 5): overhead p50 <= 2 ms, p95 <= 5 ms, throughput ratio >= 0.95.
 Progress goes to stderr; stdout gets exactly one JSON object. Exits 1 with the error
@@ -265,10 +267,21 @@ def c1_result(direct: list[float], gateway: list[float]) -> dict[str, Any]:
 
 
 def concurrency_result(
-    concurrency: int, requests: int, rps: dict[str, list[float]], lat: dict[str, list[float]]
+    concurrency: int,
+    requests: int,
+    rps: dict[str, list[float]],
+    lat: dict[str, list[float]],
+    llm_cpu_ms: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     direct_rps, gateway_rps = statistics.median(rps["direct"]), statistics.median(rps["gateway"])
     raw = {"direct": latency_ms(lat["direct"]), "gateway": latency_ms(lat["gateway"])}
+    extra: dict[str, Any] = {}
+    if llm_cpu_ms and all(llm_cpu_ms.values()):
+        # vLLM's own CPU per request (its API server, engine and worker), median over the
+        # blocks of each target: on a CPU-bound vLLM, throughput follows it.
+        extra["llm_cpu_ms_per_request"] = {
+            name: round(statistics.median(values), 3) for name, values in llm_cpu_ms.items()
+        }
     return {
         "concurrency": concurrency,
         "requests_per_block": requests,
@@ -287,15 +300,43 @@ def concurrency_result(
         **raw,
         "overhead_p50_ms": round(raw["gateway"]["p50_ms"] - raw["direct"]["p50_ms"], 3),
         "overhead_p95_ms": round(raw["gateway"]["p95_ms"] - raw["direct"]["p95_ms"], 3),
+        **extra,
     }
 
 
-class CpuMeter:
-    """CPU time of the gateway process (all its threads, from /proc; Linux only)."""
+def process_tree_cpu_s(root: int) -> float | None:
+    """CPU seconds (user + system) used so far by process ``root`` and its descendants
+    that are still running (from /proc; Linux only); None if ``root`` is gone."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    if root not in ticks:
+        return None
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(ticks[pid] for pid in tree) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, pid: int | None):
+
+class CpuMeter:
+    """CPU time of the gateway process (all its threads, from /proc; Linux only), and of
+    the vLLM server's processes when the bench started it."""
+
+    def __init__(self, pid: int | None, llm_pid: int | None = None):
         self.pid = pid
+        self.llm_pid = llm_pid
         self.readings: dict[str, float] = {}
+
+    def llm_cpu_s(self) -> float | None:
+        return process_tree_cpu_s(self.llm_pid) if self.llm_pid is not None else None
 
     def _cpu_s(self) -> float | None:
         if self.pid is None:
@@ -368,6 +409,7 @@ class Bench:
         requests, blocks = self.plan.concurrency_requests[concurrency], self.plan.blocks
         rps: dict[str, list[float]] = {"direct": [], "gateway": []}
         lat: dict[str, list[float]] = {"direct": [], "gateway": []}
+        llm_cpu_ms: dict[str, list[float]] = {"direct": [], "gateway": []}
         with self.cpu.phase(f"c{concurrency}", requests=requests * blocks):
             for block in range(blocks):
                 # Alternate which target goes first, so drift or a slow start favours neither.
@@ -376,6 +418,7 @@ class Bench:
                 )
                 for target in order:
                     say(f"c{concurrency}: block {block + 1}/{blocks} {target.name}, {requests} req")
+                    llm_before = self.cpu.llm_cpu_s()
                     block_rps, latencies = await closed_loop(
                         self.client,
                         target,
@@ -383,9 +426,12 @@ class Bench:
                         concurrency=concurrency,
                         requests=requests,
                     )
+                    llm_after = self.cpu.llm_cpu_s()
                     rps[target.name].append(block_rps)
                     lat[target.name].extend(latencies)
-        result = concurrency_result(concurrency, requests, rps, lat)
+                    if llm_before is not None and llm_after is not None:
+                        llm_cpu_ms[target.name].append((llm_after - llm_before) * 1000 / requests)
+        result = concurrency_result(concurrency, requests, rps, lat, llm_cpu_ms)
         say(f"c{concurrency}: {json.dumps(result)}")
         return result
 
@@ -418,6 +464,7 @@ class Servers:
     llm_model: str
     gateway_url: str
     gateway_pid: int | None = None
+    llm_pid: int | None = None
     ready_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -462,22 +509,28 @@ def servers(args: argparse.Namespace, root: Path, cpus: CpuLayout) -> Iterator[S
     with ExitStack() as stack:
         first = []
         llm_url = args.llm_url
+        llm = None
         if not llm_url:
             port = free_port()
             model_dir = StackPaths.default().models_dir / TINY_MODEL_NAME
-            first.append(
-                llm_process(
-                    model_dir=model_dir,
-                    served_name=args.llm_model,
-                    port=port,
-                    log_path=root / "llm.log",
-                    cpus=cpus.llm,
-                )
+            llm = llm_process(
+                model_dir=model_dir,
+                served_name=args.llm_model,
+                port=port,
+                log_path=root / "llm.log",
+                cpus=cpus.llm,
             )
+            first.append(llm)
             llm_url = f"http://127.0.0.1:{port}/v1"
         if args.gateway_url:
             ready = stack.enter_context(started(first, timeout_s=600, say=say))
-            yield Servers(llm_url, args.llm_model, args.gateway_url.rstrip("/"), None, ready)
+            yield Servers(
+                llm_url,
+                args.llm_model,
+                args.gateway_url.rstrip("/"),
+                llm_pid=llm.pid if llm else None,
+                ready_s=ready,
+            )
             return
         kafka_port = free_port()
         first.append(
@@ -495,7 +548,14 @@ def servers(args: argparse.Namespace, root: Path, cpus: CpuLayout) -> Iterator[S
         port = free_port()
         api = headwater_process(env=env, port=port, log_path=root / "headwater.log", cpus=cpus.rest)
         ready |= stack.enter_context(started([api], timeout_s=300, say=say))
-        yield Servers(llm_url, args.llm_model, f"http://127.0.0.1:{port}/v1", api.pid, ready)
+        yield Servers(
+            llm_url,
+            args.llm_model,
+            f"http://127.0.0.1:{port}/v1",
+            gateway_pid=api.pid,
+            llm_pid=llm.pid if llm else None,
+            ready_s=ready,
+        )
 
 
 def _code_state() -> dict[str, Any]:
@@ -651,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
         tallies = {target.name: Tally(args.max_tokens) for target in targets}
-        cpu = CpuMeter(found.gateway_pid)
+        cpu = CpuMeter(found.gateway_pid, found.llm_pid)
         try:
             phases = asyncio.run(run_phases(plan, targets[0], targets[1], tallies, cpu))
         except (BenchFailure, aiohttp.ClientError) as exc:

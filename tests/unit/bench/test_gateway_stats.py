@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
-from bench.gateway import FULL, QUICK, c1_result, concurrency_result, headline, parse_args
+from bench.gateway import (
+    FULL,
+    QUICK,
+    c1_result,
+    concurrency_result,
+    headline,
+    parse_args,
+    process_tree_cpu_s,
+)
 from bench.harness import latency_ms, paired_differences, percentile
 
 
@@ -54,6 +67,28 @@ def test_throughput_ratio_is_of_block_medians_and_paired_blocks_are_reported() -
     assert result["throughput_ratio_paired_median"] == pytest.approx(29 / 30, abs=1e-3)
     assert result["blocks"] == 3
     assert result["overhead_p50_ms"] == pytest.approx(50.0)
+    assert "llm_cpu_ms_per_request" not in result  # vLLM not started by the bench
+
+    llm = {"direct": [2.9, 3.0, 3.4], "gateway": [3.2, 3.1, 3.0]}
+    with_llm = concurrency_result(32, 64, rps, lat, llm)
+    assert with_llm["llm_cpu_ms_per_request"] == {"direct": 3.0, "gateway": 3.1}
+
+
+def test_process_tree_cpu_counts_the_children_still_running() -> None:
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"])
+    try:
+        before = process_tree_cpu_s(os.getpid())
+        assert before is not None
+        deadline = time.monotonic() + 20
+        while (process_tree_cpu_s(child.pid) or 0) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = process_tree_cpu_s(os.getpid())
+        assert after is not None and after - before >= 0.2  # the child's busy loop
+    finally:
+        child.kill()
+        child.wait()
+    assert process_tree_cpu_s(child.pid) is None
 
 
 def test_headline_has_the_acceptance_keys_even_for_phases_not_run() -> None:
