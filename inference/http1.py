@@ -4,8 +4,8 @@ It does one thing: POST a body and read the whole response (``Content-Length`` o
 chunked), on reused connections, with the response parsed by httptools (llhttp, the
 parser uvicorn serves with). aiohttp's request path (sessions, request and response
 objects, payloads, timers, traces) cost ~100 µs of CPU per request on our 2-core machine,
-this ~30 µs: it is the gateway's hot path at concurrency 32 (BENCHMARKS.md). Streams and
-health checks stay on aiohttp.
+this ~40 µs (``python -m bench.upstream_client``): it is the gateway's hot path at
+concurrency 32 (BENCHMARKS.md). Streams and health checks stay on aiohttp.
 
 A request that fails, times out or is cancelled closes its connection: a model server
 that sees the client leave (vLLM does) stops generating. A connection idle for longer

@@ -1,5 +1,5 @@
 """Client for one OpenAI-compatible server (vLLM's ``api_server``). The only module
-that talks HTTP to a model server.
+that talks to a model server (over ``inference.http1`` and aiohttp).
 
 Non-streamed completions, the gateway's hot path, go through ``inference.http1`` (a
 keep-alive pool with httptools' parser, a third of aiohttp's CPU per request); streams
