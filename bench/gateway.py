@@ -304,18 +304,26 @@ def concurrency_result(
     }
 
 
+def _proc_stat(stat: Path) -> tuple[int, int] | None:
+    """(parent pid, user + system clock ticks) from a ``/proc/<pid>/stat`` file; None if
+    the process is gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
 def process_tree_cpu_s(root: int) -> float | None:
     """CPU seconds (user + system) used so far by process ``root`` and its descendants
     that are still running (from /proc; Linux only); None if ``root`` is gone."""
     parent: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # exited meanwhile
-        pid = int(stat.parent.name)
-        parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+        read = _proc_stat(stat)
+        if read is not None:  # else it exited meanwhile
+            pid = int(stat.parent.name)
+            parent[pid], ticks[pid] = read
     if root not in ticks:
         return None
     tree, frontier = {root}, [root]
@@ -339,13 +347,8 @@ class CpuMeter:
         return process_tree_cpu_s(self.llm_pid) if self.llm_pid is not None else None
 
     def _cpu_s(self) -> float | None:
-        if self.pid is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        read = _proc_stat(Path(f"/proc/{self.pid}/stat")) if self.pid is not None else None
+        return read[1] / os.sysconf("SC_CLK_TCK") if read is not None else None
 
     @contextmanager
     def phase(self, name: str, *, requests: int) -> Iterator[None]:

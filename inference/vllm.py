@@ -21,6 +21,11 @@ from inference.http1 import ConnectionPool, HTTPFailure
 
 JSON = dict[str, Any]
 
+_CONNECT_TIMEOUT_S = 5.0
+# Idle connections are not reused after this long: the server's own keep-alive (uvicorn:
+# 5 s) would close them under a new request.
+_KEEPALIVE_S = 3.0
+
 
 class UpstreamFailed(UpstreamUnavailable):
     """The server could not be reached, timed out or answered 5xx: another replica may
@@ -48,7 +53,9 @@ class OpenAIBackend:
         self._timeout_s = timeout_s
         # A stream is abandoned when no chunk arrives for this long (the first included).
         self._stream_timeout = aiohttp.ClientTimeout(
-            total=timeout_s, sock_connect=5.0, sock_read=first_token_timeout_s or timeout_s
+            total=timeout_s,
+            sock_connect=_CONNECT_TIMEOUT_S,
+            sock_read=first_token_timeout_s or timeout_s,
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -59,10 +66,8 @@ class OpenAIBackend:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 base_url=self.base_url + "/",
-                # Idle connections close before the server's own keep-alive (uvicorn: 5 s)
-                # would close them under a new request.
                 connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, keepalive_timeout=3, ttl_dns_cache=300
+                    limit=self._max_connections, keepalive_timeout=_KEEPALIVE_S, ttl_dns_cache=300
                 ),
                 skip_auto_headers=("User-Agent",),
             )
@@ -71,7 +76,12 @@ class OpenAIBackend:
     async def complete(self, body: JSON) -> JSON:
         """A non-streaming chat completion."""
         if self._pool is None:  # created on first use, inside the running loop
-            self._pool = ConnectionPool(self.base_url, limit=self._max_connections)
+            self._pool = ConnectionPool(
+                self.base_url,
+                limit=self._max_connections,
+                keepalive_s=_KEEPALIVE_S,
+                connect_timeout_s=_CONNECT_TIMEOUT_S,
+            )
         try:
             status, raw = await self._pool.post_json(
                 "chat/completions", _encode(body), timeout_s=self._timeout_s
