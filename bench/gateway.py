@@ -28,7 +28,7 @@ gateway sharing them measures the scheduler, not the gateway (BENCHMARKS.md has 
 The client shares its half with the gateway, so its work counts against the gateway,
 never against vLLM. ``--no-cpu-split`` lets everything share every core.
 
-Phases, each after a warm-up of both targets:
+Phases, each after a warm-up of every target:
 
 - c1: direct and gateway requests interleaved (A B, B A, A B...) so drift hits both.
   ``overhead_p50_ms`` = p50(gateway) - p50(direct), ``overhead_p95_ms`` likewise; the p50
@@ -42,14 +42,21 @@ Phases, each after a warm-up of both targets:
   ``throughput_ratio_c32`` = gateway / direct at concurrency 32, and
   ``throughput_ratio_c32_paired`` the median of the ratios of back-to-back blocks (less
   sensitive to other load on the machine); latency p50/p95 over all blocks.
+- passthrough (``--passthrough``, the default): at c8 and c32 a third target in the
+  rotation, ``bench.passthrough``, a proxy that only forwards (the gateway's server and
+  upstream client, none of its features), on the gateway's CPUs, with the direct body.
+  ``throughput_ratio_c32_passthrough`` = its requests/s / direct's: the ratio any proxy
+  reaches in front of this server (a CPU-bound vLLM's throughput depends on how soon each
+  next request follows an answer; BENCHMARKS.md), and ``gateway_vs_passthrough`` the
+  gateway's against it.
 
 Without retrieval the gateway sends the conversation as it came, so both targets' prompts
 have the same tokens (reported, per target). The JSON also has the gateway process's
-CPU ms per request in each phase and its idle CPU, vLLM's own CPU ms per request at c8
-and c32 for each target (``llm_cpu_ms_per_request``: its API server, engine and worker;
-on a CPU-bound vLLM, throughput follows it), the CPU layout, the code state (commit,
-uncommitted gateway files, a hash of the gateway's code) and the load average before
-and after.
+CPU ms per request in each phase (at c8/c32 over its own blocks; the passthrough's too)
+and its idle CPU, vLLM's own CPU ms per request at c8 and c32 for each target
+(``llm_cpu_ms_per_request``: its API server, engine and worker; on a CPU-bound vLLM,
+throughput follows it), the CPU layout, the code state (commit, uncommitted gateway
+files, a hash of the gateway's code) and the load average before and after.
 
 Targets (issue 5): overhead p50 <= 2 ms, p95 <= 5 ms, throughput ratio >= 0.95.
 Progress goes to stderr; stdout gets exactly one JSON object. Exits 1 with the error
@@ -77,7 +84,7 @@ import aiohttp
 import httpx
 
 from bench.harness import latency_ms, paired_differences, started, workspace
-from deploy.process import free_port
+from deploy.process import ManagedProcess, free_port, http_ok
 from deploy.stack import REPO, StackPaths, headwater_process, kafka_process, llm_process
 
 TINY_MODEL_NAME = "tiny-llama"  # the folder deploy/llm/setup.sh builds, and its served name
@@ -274,8 +281,18 @@ def concurrency_result(
     llm_cpu_ms: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     direct_rps, gateway_rps = statistics.median(rps["direct"]), statistics.median(rps["gateway"])
-    raw = {"direct": latency_ms(lat["direct"]), "gateway": latency_ms(lat["gateway"])}
+    raw = {name: latency_ms(values) for name, values in lat.items()}
     extra: dict[str, Any] = {}
+    if "passthrough" in rps:
+        # The do-nothing proxy (bench.passthrough) in the same run: the ratio any proxy
+        # in front of this server reaches, and the gateway's against it.
+        floor = statistics.median(rps["passthrough"])
+        extra |= {
+            "passthrough_rps": round(floor, 2),
+            "throughput_ratio_passthrough": round(floor / direct_rps, 3),
+            "gateway_vs_passthrough": round(gateway_rps / floor, 3),
+            "passthrough_rps_blocks": [round(x, 2) for x in rps["passthrough"]],
+        }
     if llm_cpu_ms and all(llm_cpu_ms.values()):
         # vLLM's own CPU per request (its API server, engine and worker), median over the
         # blocks of each target: on a CPU-bound vLLM, throughput follows it.
@@ -334,33 +351,66 @@ def process_tree_cpu_s(root: int) -> float | None:
     return sum(ticks[pid] for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
-class CpuMeter:
-    """CPU time of the gateway process (all its threads, from /proc; Linux only), and of
-    the vLLM server's processes when the bench started it."""
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system, all threads) used so far by process ``pid``."""
+    read = _proc_stat(Path(f"/proc/{pid}/stat")) if pid is not None else None
+    return read[1] / os.sysconf("SC_CLK_TCK") if read is not None else None
 
-    def __init__(self, pid: int | None, llm_pid: int | None = None):
+
+class CpuMeter:
+    """CPU time of the gateway process (all its threads, from /proc; Linux only), of the
+    passthrough proxy's, and of the vLLM server's processes when the bench started it."""
+
+    def __init__(
+        self, pid: int | None, llm_pid: int | None = None, passthrough_pid: int | None = None
+    ):
         self.pid = pid
         self.llm_pid = llm_pid
+        self.proxies = {"gateway": pid, "passthrough": passthrough_pid}
         self.readings: dict[str, float] = {}
+        self._spent: dict[str, float] = {}
 
     def llm_cpu_s(self) -> float | None:
         return process_tree_cpu_s(self.llm_pid) if self.llm_pid is not None else None
 
     def _cpu_s(self) -> float | None:
-        read = _proc_stat(Path(f"/proc/{self.pid}/stat")) if self.pid is not None else None
-        return read[1] / os.sysconf("SC_CLK_TCK") if read is not None else None
+        return process_cpu_s(self.pid)
 
     @contextmanager
     def phase(self, name: str, *, requests: int) -> Iterator[None]:
-        """Records CPU ms per gateway request of the phase as ``{name}_ms_per_request``
-        (its idle work during the phase included: see ``idle_pct``), and this client's
-        CPU ms per request of either target as ``client_{name}_ms_per_request``."""
+        """For the phases that interleave single requests to the gateway and vLLM (c1,
+        ttft): the gateway's CPU ms per request of the phase as ``{name}_ms_per_request``
+        (its idle work during the phase included: see ``idle_pct``), and this client's CPU
+        ms per request of either target as ``client_{name}_ms_per_request``."""
         before, client_before = self._cpu_s(), time.process_time()
         yield
         after, client_s = self._cpu_s(), time.process_time() - client_before
         self.readings[f"client_{name}_ms_per_request"] = round(client_s * 500 / requests, 3)
         if before is not None and after is not None:
             self.readings[f"{name}_ms_per_request"] = round((after - before) * 1000 / requests, 3)
+
+    @contextmanager
+    def block(self, target: str) -> Iterator[None]:
+        """One block of ``target``: the CPU its proxy process (gateway, passthrough) uses
+        meanwhile is added to that proxy's count, and this client's to its own."""
+        pid = self.proxies.get(target)
+        before, client_before = process_cpu_s(pid), time.process_time()
+        yield
+        after = process_cpu_s(pid)
+        self._spent["client"] = self._spent.get("client", 0.0) + time.process_time() - client_before
+        if before is not None and after is not None:
+            self._spent[target] = self._spent.get(target, 0.0) + after - before
+
+    def blocks_done(self, phase: str, *, requests: int, targets: int) -> None:
+        """Records the CPU ms per request over the blocks of ``phase`` (``requests`` to
+        each of ``targets`` targets): ``{phase}_ms_per_request`` (the gateway, during
+        its own blocks), ``passthrough_{phase}_ms_per_request`` likewise, and
+        ``client_{phase}_ms_per_request`` (this client, any target)."""
+        spent, self._spent = self._spent, {}
+        for name, seconds in spent.items():
+            total = requests * targets if name == "client" else requests
+            prefix = "" if name == "gateway" else f"{name}_"
+            self.readings[f"{prefix}{phase}_ms_per_request"] = round(seconds * 1000 / total, 3)
 
     async def idle(self, seconds: float) -> None:
         """Records the idle gateway's CPU use (its worker, health checks) as a percentage."""
@@ -381,6 +431,14 @@ class Bench:
     gateway: Target
     tallies: dict[str, Tally]
     cpu: CpuMeter
+    passthrough: Target | None = None
+
+    @property
+    def throughput_targets(self) -> list[Target]:
+        """The targets of the concurrency phases: direct, gateway and, when it runs, the
+        do-nothing proxy."""
+        extra = [self.passthrough] if self.passthrough else []
+        return [self.direct, self.gateway, *extra]
 
     async def pairs(self, call: Call, pairs: int) -> tuple[list[float], list[float]]:
         targets = [self.direct, self.gateway]
@@ -393,7 +451,7 @@ class Bench:
         await self.cpu.idle(2.0)
         await self.pairs(complete, self.plan.warmup)
         await self.pairs(first_token, max(1, self.plan.warmup // 2))
-        for target in (self.direct, self.gateway):
+        for target in self.throughput_targets:
             tally = self.tallies[target.name]
             await closed_loop(self.client, target, tally, concurrency=32, requests=64)
 
@@ -410,18 +468,18 @@ class Bench:
 
     async def concurrent(self, concurrency: int) -> dict[str, Any]:
         requests, blocks = self.plan.concurrency_requests[concurrency], self.plan.blocks
-        rps: dict[str, list[float]] = {"direct": [], "gateway": []}
-        lat: dict[str, list[float]] = {"direct": [], "gateway": []}
-        llm_cpu_ms: dict[str, list[float]] = {"direct": [], "gateway": []}
-        with self.cpu.phase(f"c{concurrency}", requests=requests * blocks):
-            for block in range(blocks):
-                # Alternate which target goes first, so drift or a slow start favours neither.
-                order = (
-                    [self.direct, self.gateway] if block % 2 == 0 else [self.gateway, self.direct]
-                )
-                for target in order:
-                    say(f"c{concurrency}: block {block + 1}/{blocks} {target.name}, {requests} req")
-                    llm_before = self.cpu.llm_cpu_s()
+        targets = self.throughput_targets
+        rps: dict[str, list[float]] = {target.name: [] for target in targets}
+        lat: dict[str, list[float]] = {target.name: [] for target in targets}
+        llm_cpu_ms: dict[str, list[float]] = {target.name: [] for target in targets}
+        for block in range(blocks):
+            # Rotate which target goes first (with two: alternate), so drift or a slow
+            # start favours none.
+            shift = block % len(targets)
+            for target in targets[shift:] + targets[:shift]:
+                say(f"c{concurrency}: block {block + 1}/{blocks} {target.name}, {requests} req")
+                llm_before = self.cpu.llm_cpu_s()
+                with self.cpu.block(target.name):
                     block_rps, latencies = await closed_loop(
                         self.client,
                         target,
@@ -429,18 +487,24 @@ class Bench:
                         concurrency=concurrency,
                         requests=requests,
                     )
-                    llm_after = self.cpu.llm_cpu_s()
-                    rps[target.name].append(block_rps)
-                    lat[target.name].extend(latencies)
-                    if llm_before is not None and llm_after is not None:
-                        llm_cpu_ms[target.name].append((llm_after - llm_before) * 1000 / requests)
+                llm_after = self.cpu.llm_cpu_s()
+                rps[target.name].append(block_rps)
+                lat[target.name].extend(latencies)
+                if llm_before is not None and llm_after is not None:
+                    llm_cpu_ms[target.name].append((llm_after - llm_before) * 1000 / requests)
+        self.cpu.blocks_done(f"c{concurrency}", requests=requests * blocks, targets=len(targets))
         result = concurrency_result(concurrency, requests, rps, lat, llm_cpu_ms)
         say(f"c{concurrency}: {json.dumps(result)}")
         return result
 
 
 async def run_phases(
-    plan: Plan, direct: Target, gateway: Target, tallies: dict[str, Tally], cpu: CpuMeter
+    plan: Plan,
+    direct: Target,
+    gateway: Target,
+    tallies: dict[str, Tally],
+    cpu: CpuMeter,
+    passthrough: Target | None = None,
 ) -> dict[str, Any]:
     """Warm-up, then the phases of ``plan`` in order c1, ttft, c8, c32."""
     results: dict[str, Any] = {}
@@ -450,7 +514,7 @@ async def run_phases(
         connector=aiohttp.TCPConnector(limit=128, keepalive_timeout=3),
         timeout=aiohttp.ClientTimeout(total=120.0),
     ) as client:
-        bench = Bench(client, plan, direct, gateway, tallies, cpu)
+        bench = Bench(client, plan, direct, gateway, tallies, cpu, passthrough)
         await bench.warm_up()
         for phase in ("c1", "ttft"):
             if phase in plan.phases:
@@ -468,6 +532,8 @@ class Servers:
     gateway_url: str
     gateway_pid: int | None = None
     llm_pid: int | None = None
+    passthrough_url: str | None = None
+    passthrough_pid: int | None = None
     ready_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -505,12 +571,13 @@ class CpuLayout:
 
 @contextmanager
 def servers(args: argparse.Namespace, root: Path, cpus: CpuLayout) -> Iterator[Servers]:
-    """The vLLM server and the gateway: given by URL, or started here and stopped on exit.
+    """The vLLM server and the gateway: given by URL, or started here and stopped on exit;
+    the passthrough proxy (unless ``--no-passthrough``): started here.
 
     vLLM and the Kafka broker start together (vLLM is the slow one); the gateway after both.
     """
     with ExitStack() as stack:
-        first = []
+        first: list[ManagedProcess] = []
         llm_url = args.llm_url
         llm = None
         if not llm_url:
@@ -525,14 +592,17 @@ def servers(args: argparse.Namespace, root: Path, cpus: CpuLayout) -> Iterator[S
             )
             first.append(llm)
             llm_url = f"http://127.0.0.1:{port}/v1"
+        floor_port = free_port()
+        floor = [passthrough_process(llm_url, floor_port, root, cpus)] if args.passthrough else []
         if args.gateway_url:
-            ready = stack.enter_context(started(first, timeout_s=600, say=say))
+            ready = stack.enter_context(started(first + floor, timeout_s=600, say=say))
             yield Servers(
                 llm_url,
                 args.llm_model,
                 args.gateway_url.rstrip("/"),
                 llm_pid=llm.pid if llm else None,
                 ready_s=ready,
+                **_passthrough_at(floor, floor_port),
             )
             return
         kafka_port = free_port()
@@ -550,7 +620,7 @@ def servers(args: argparse.Namespace, root: Path, cpus: CpuLayout) -> Iterator[S
         )
         port = free_port()
         api = headwater_process(env=env, port=port, log_path=root / "headwater.log", cpus=cpus.rest)
-        ready |= stack.enter_context(started([api], timeout_s=300, say=say))
+        ready |= stack.enter_context(started([api, *floor], timeout_s=300, say=say))
         yield Servers(
             llm_url,
             args.llm_model,
@@ -558,7 +628,27 @@ def servers(args: argparse.Namespace, root: Path, cpus: CpuLayout) -> Iterator[S
             gateway_pid=api.pid,
             llm_pid=llm.pid if llm else None,
             ready_s=ready,
+            **_passthrough_at(floor, floor_port),
         )
+
+
+def passthrough_process(llm_url: str, port: int, root: Path, cpus: CpuLayout) -> ManagedProcess:
+    """``bench.passthrough`` in front of ``llm_url``, on the gateway's CPUs."""
+    return ManagedProcess(
+        "passthrough",
+        [sys.executable, "-m", "bench.passthrough", "--upstream", llm_url, "--port", str(port)],
+        log_path=root / "passthrough.log",
+        ready=http_ok(f"http://127.0.0.1:{port}/health"),
+        cwd=REPO,
+        cpus=cpus.rest,
+    )
+
+
+def _passthrough_at(floor: list[ManagedProcess], port: int) -> dict[str, Any]:
+    """The started passthrough's URL and pid as ``Servers`` fields (none started: none)."""
+    if not floor:
+        return {}
+    return {"passthrough_url": f"http://127.0.0.1:{port}/v1", "passthrough_pid": floor[0].pid}
 
 
 def _code_state() -> dict[str, Any]:
@@ -616,6 +706,7 @@ def headline(phases: dict[str, Any]) -> dict[str, Any]:
         "overhead_paired_p50_ms": get("c1", "paired_diff_p50_ms"),
         "throughput_ratio_c32_paired": get("c32", "throughput_ratio_paired_median"),
         "throughput_ratio_c8": get("c8", "throughput_ratio"),
+        "throughput_ratio_c32_passthrough": get("c32", "throughput_ratio_passthrough"),
         "targets": TARGETS,
     }
 
@@ -627,7 +718,7 @@ def settings(args: argparse.Namespace, plan: Plan, found: Servers) -> dict[str, 
         "max_tokens": args.max_tokens,
         "temperature": 0,
         "prompts": len(PROMPTS),
-        "client": f"one aiohttp {aiohttp.__version__} ClientSession, keep-alive, both targets",
+        "client": f"one aiohttp {aiohttp.__version__} ClientSession, keep-alive, every target",
         "gateway_body_extra": {"model": "small", "headwater.retrieval.enabled": False},
         "gateway_audit_sync": os.environ.get("HEADWATER_AUDIT_SYNC", "false"),
         "gateway_rate_limit": (
@@ -675,6 +766,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="vLLM on the upper half of the CPUs, broker + gateway + client on the lower "
         "half (default; see above); --no-cpu-split shares every CPU",
     )
+    parser.add_argument(
+        "--passthrough",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure bench.passthrough, a proxy that only forwards, at c8/c32 "
+        "(default; the floor for the throughput ratio, see above)",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.phases.split(",")) - {"c1", "ttft", "c8", "c32"}
     if unknown:
@@ -695,28 +793,24 @@ def main(argv: list[str] | None = None) -> int:
     machine["cpus"] = {"llm": cpus.llm, "kafka_gateway_client": cpus.rest}
     with workspace() as root, servers(args, root, cpus) as found:
         result["vllm"] = _vllm(found)
+        # name, URL, model, API key, gateway body
+        specs = [
+            ("direct", found.llm_url, found.llm_model, None, False),
+            ("gateway", found.gateway_url, "small", args.key, True),
+        ]
+        if found.passthrough_url:
+            specs.append(("passthrough", found.passthrough_url, found.llm_model, None, False))
         targets = [
             make_target(
-                "direct",
-                base_url=found.llm_url,
-                model=found.llm_model,
-                max_tokens=args.max_tokens,
-                key=None,
-                gateway=False,
-            ),
-            make_target(
-                "gateway",
-                base_url=found.gateway_url,
-                model="small",
-                max_tokens=args.max_tokens,
-                key=args.key,
-                gateway=True,
-            ),
+                name, base_url=url, model=model, max_tokens=args.max_tokens, key=key, gateway=gw
+            )
+            for name, url, model, key, gw in specs
         ]
+        floor = targets[2] if found.passthrough_url else None
         tallies = {target.name: Tally(args.max_tokens) for target in targets}
-        cpu = CpuMeter(found.gateway_pid, found.llm_pid)
+        cpu = CpuMeter(found.gateway_pid, found.llm_pid, found.passthrough_pid)
         try:
-            phases = asyncio.run(run_phases(plan, targets[0], targets[1], tallies, cpu))
+            phases = asyncio.run(run_phases(plan, targets[0], targets[1], tallies, cpu, floor))
         except (BenchFailure, aiohttp.ClientError) as exc:
             say(f"FAILED: {type(exc).__name__}: {exc}")
             if found.gateway_pid:

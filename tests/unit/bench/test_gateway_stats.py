@@ -74,6 +74,19 @@ def test_throughput_ratio_is_of_block_medians_and_paired_blocks_are_reported() -
     assert with_llm["llm_cpu_ms_per_request"] == {"direct": 3.0, "gateway": 3.1}
 
 
+def test_the_passthrough_proxy_is_reported_against_direct_and_the_gateway() -> None:
+    rps = {"direct": [30.0, 20.0], "gateway": [24.0, 26.0], "passthrough": [27.0, 29.0]}
+    lat = {"direct": [0.1], "gateway": [0.2], "passthrough": [0.15]}
+    result = concurrency_result(32, 64, rps, lat)
+    assert result["passthrough_rps"] == 28.0
+    assert result["throughput_ratio_passthrough"] == pytest.approx(28 / 25, abs=1e-3)
+    assert result["gateway_vs_passthrough"] == pytest.approx(25 / 28, abs=1e-3)
+    assert result["passthrough"]["p50_ms"] == pytest.approx(150.0)
+    assert headline({"c32": result})["throughput_ratio_c32_passthrough"] == pytest.approx(1.12)
+    without = concurrency_result(32, 64, {k: rps[k] for k in ("direct", "gateway")}, lat)
+    assert "passthrough_rps" not in without
+
+
 def test_process_tree_cpu_counts_the_children_still_running() -> None:
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
     child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"])
@@ -103,6 +116,7 @@ def test_headline_has_the_acceptance_keys_even_for_phases_not_run() -> None:
 def test_quick_is_smaller_than_full_and_options_are_checked() -> None:
     assert all(QUICK[key] <= FULL[key] for key in QUICK)
     assert parse_args(["--quick", "--phases", "c1,c32"]).phases == "c1,c32"
+    assert parse_args([]).passthrough and not parse_args(["--no-passthrough"]).passthrough
     with pytest.raises(SystemExit):
         parse_args(["--phases", "c1,c64"])
     with pytest.raises(SystemExit):

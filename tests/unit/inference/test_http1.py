@@ -4,73 +4,18 @@ answers as each test tells it (keep-alive, chunked, close, garbage, never)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import pytest
 
 from inference.http1 import ConnectionPool, HTTPFailure
-
-OK = b'{"ok":true}'
-
-
-def _response(body: bytes = OK, *, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (len(body), extra) + body
-
-
-Answer = Callable[[bytes, bytes], bytes | None]  # (head, body) -> bytes to write, None: hang
-
-
-@dataclass
-class Server:
-    answer: Answer = lambda head, body: _response()  # noqa: E731
-    close_after_response: bool = False
-    connections: int = 0
-    open_now: int = 0
-    most_open: int = 0
-    closed_by_client: int = 0
-    requests: list[tuple[bytes, bytes]] = field(default_factory=list)
-    port: int = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.open_now += 1
-        self.most_open = max(self.most_open, self.open_now)
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError:
-                    self.closed_by_client += 1
-                    return
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                body = await reader.readexactly(length)
-                self.requests.append((head, body))
-                reply = self.answer(head, body)
-                if reply is None:  # never answer; notice the client leaving
-                    if not await reader.read(1):
-                        self.closed_by_client += 1
-                    return
-                writer.write(reply)
-                await writer.drain()
-                if self.close_after_response:
-                    return
-        finally:
-            self.open_now -= 1
-            writer.close()
+from tests.unit.loopback_http import OK, Server, http_response, serving
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    state = Server()
-    listener = await asyncio.start_server(state.handle, "127.0.0.1", 0)
-    state.port = listener.sockets[0].getsockname()[1]
-    yield state
-    listener.close()
+    async with serving() as state:
+        yield state
 
 
 def _pool(server: Server, **options: float) -> ConnectionPool:
@@ -107,13 +52,13 @@ async def test_a_chunked_response_is_joined_and_the_status_kept(server: Server) 
 async def test_connection_close_and_closed_idle_connections_are_not_reused(
     server: Server,
 ) -> None:
-    server.answer = lambda head, body: _response(extra=b"Connection: close\r\n")
+    server.answer = lambda head, body: http_response(extra=b"Connection: close\r\n")
     pool = _pool(server)
     await pool.post_json("x", b"{}", timeout_s=5)
     await pool.post_json("x", b"{}", timeout_s=5)
     assert server.connections == 2
 
-    server.answer = lambda head, body: _response()
+    server.answer = lambda head, body: http_response()
     server.close_after_response = True  # the server drops idle connections at once
     await pool.post_json("x", b"{}", timeout_s=5)
     await asyncio.sleep(0.05)  # its EOF reaches the pool
@@ -123,7 +68,7 @@ async def test_connection_close_and_closed_idle_connections_are_not_reused(
 
 
 async def test_a_connection_with_an_unasked_for_response_is_not_reused(server: Server) -> None:
-    server.answer = lambda head, body: _response() + _response(b'{"extra":1}')
+    server.answer = lambda head, body: http_response() + http_response(b'{"extra":1}')
     pool = _pool(server)
     assert await pool.post_json("x", b"{}", timeout_s=5) == (200, OK)
     assert await pool.post_json("x", b"{}", timeout_s=5) == (200, OK)
