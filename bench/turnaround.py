@@ -42,8 +42,6 @@ from bench.harness import started, workspace
 from deploy.process import free_port
 from deploy.stack import StackPaths, llm_process
 
-MODEL = TINY_MODEL_NAME
-
 
 def say(message: str) -> None:
     print(f"[bench.turnaround] {message}", file=sys.stderr, flush=True)
@@ -63,11 +61,12 @@ async def block(
     turnaround_us: int,
     concurrency: int,
     requests: int,
+    model: str,
     max_tokens: int,
 ) -> float:
     """One block of closed-loop requests with turnaround ``turnaround_us``: requests/s."""
     target = make_target(
-        "direct", base_url=url, model=MODEL, max_tokens=max_tokens, key=None, gateway=False
+        "direct", base_url=url, model=model, max_tokens=max_tokens, key=None, gateway=False
     )
     tally = Tally(max_tokens)
     numbers = iter(range(requests))
@@ -101,6 +100,7 @@ async def measure(
                 turnaround_us=turnaround_us,
                 concurrency=args.concurrency,
                 requests=requests,
+                model=args.llm_model,
                 max_tokens=args.max_tokens,
             )
 
@@ -150,10 +150,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=320, help="requests per block (320)")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients (32)")
     parser.add_argument("--max-tokens", type=int, default=16, help="per request (default 16)")
-    parser.add_argument("--llm-url", help="use this running server (…/v1; served as tiny-llama)")
+    parser.add_argument("--llm-url", help="use this running vLLM server (…/v1) instead")
+    parser.add_argument(
+        "--llm-model", default=TINY_MODEL_NAME, help=f"its served name (default {TINY_MODEL_NAME})"
+    )
     args = parser.parse_args(argv)
-    if any(t < 0 for t in args.turnaround_us):
-        parser.error("turnarounds are µs >= 0")
+    turnarounds = args.turnaround_us
+    if any(t < 0 for t in turnarounds) or len(set(turnarounds)) != len(turnarounds):
+        parser.error("turnarounds are distinct µs >= 0, e.g. 0,100,300")
     return args
 
 
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             processes.append(
                 llm_process(
                     model_dir=StackPaths.default().models_dir / TINY_MODEL_NAME,
-                    served_name=TINY_MODEL_NAME,
+                    served_name=args.llm_model,
                     port=port,
                     log_path=root / "llm.log",
                     cpus=cpus.llm,
@@ -188,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     "blocks": args.blocks,
                     "requests_per_block": args.requests,
                     "concurrency": args.concurrency,
+                    "model": args.llm_model,
                     "max_tokens": args.max_tokens,
                 },
                 "machine": {

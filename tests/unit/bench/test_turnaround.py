@@ -32,8 +32,9 @@ def test_spin_holds_the_thread_for_the_time_asked() -> None:
 def test_options() -> None:
     assert parse_args([]).turnaround_us == [0, 100, 300, 600]
     assert parse_args(["--turnaround-us", "0,50"]).turnaround_us == [0, 50]
-    with pytest.raises(SystemExit):
-        parse_args(["--turnaround-us", "0,-5"])
+    for bad in ("0,-5", "0,100,100"):
+        with pytest.raises(SystemExit):
+            parse_args(["--turnaround-us", bad])
 
 
 def test_a_short_run_prints_one_json_object(tmp_path: Path) -> None:
