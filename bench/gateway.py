@@ -74,11 +74,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -87,6 +87,7 @@ from bench.harness import latency_ms, paired_differences, started, workspace
 from deploy.process import ManagedProcess, free_port, http_ok
 from deploy.stack import REPO, StackPaths, headwater_process, kafka_process, llm_process
 
+T = TypeVar("T")
 TINY_MODEL_NAME = "tiny-llama"  # the folder deploy/llm/setup.sh builds, and its served name
 PROMPTS = [
     "What is the capital of France?",
@@ -236,19 +237,45 @@ async def interleaved(
 
 
 async def closed_loop(
-    client: aiohttp.ClientSession, target: Target, tally: Tally, *, concurrency: int, requests: int
+    client: aiohttp.ClientSession,
+    target: Target,
+    tally: Tally,
+    *,
+    concurrency: int,
+    requests: int,
+    after_each: Callable[[], None] | None = None,
 ) -> tuple[float, list[float]]:
-    """``concurrency`` clients share ``requests`` requests; returns (requests/s, latencies)."""
+    """``concurrency`` clients share ``requests`` requests (each client calls
+    ``after_each``, if given, after every answer); returns (requests/s, latencies)."""
     numbers = iter(range(requests))
     latencies: list[float] = []
 
     async def client_loop() -> None:
         for n in numbers:  # shared: each client takes the next request number
             latencies.append(await complete(client, target, n, tally))
+            if after_each is not None:
+                after_each()
 
     began = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     return requests / (time.perf_counter() - began), latencies
+
+
+def rotated(items: Sequence[T], block: int) -> list[T]:
+    """``items`` starting at position ``block`` (mod their number): block by block, each
+    goes first in turn (with two: they alternate), so drift or a slow start favours none."""
+    shift = block % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def client_session() -> aiohttp.ClientSession:
+    """The benchmark client: one keep-alive session for every target."""
+    return aiohttp.ClientSession(
+        # Idle connections are dropped before uvicorn's 5 s keep-alive (vLLM's and ours)
+        # closes them, which would fail a POST sent on one at that moment.
+        connector=aiohttp.TCPConnector(limit=128, keepalive_timeout=3),
+        timeout=aiohttp.ClientTimeout(total=120.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -364,7 +391,6 @@ class CpuMeter:
     def __init__(
         self, pid: int | None, llm_pid: int | None = None, passthrough_pid: int | None = None
     ):
-        self.pid = pid
         self.llm_pid = llm_pid
         self.proxies = {"gateway": pid, "passthrough": passthrough_pid}
         self.readings: dict[str, float] = {}
@@ -374,7 +400,7 @@ class CpuMeter:
         return process_tree_cpu_s(self.llm_pid) if self.llm_pid is not None else None
 
     def _cpu_s(self) -> float | None:
-        return process_cpu_s(self.pid)
+        return process_cpu_s(self.proxies["gateway"])
 
     @contextmanager
     def phase(self, name: str, *, requests: int) -> Iterator[None]:
@@ -473,10 +499,7 @@ class Bench:
         lat: dict[str, list[float]] = {target.name: [] for target in targets}
         llm_cpu_ms: dict[str, list[float]] = {target.name: [] for target in targets}
         for block in range(blocks):
-            # Rotate which target goes first (with two: alternate), so drift or a slow
-            # start favours none.
-            shift = block % len(targets)
-            for target in targets[shift:] + targets[:shift]:
+            for target in rotated(targets, block):
                 say(f"c{concurrency}: block {block + 1}/{blocks} {target.name}, {requests} req")
                 llm_before = self.cpu.llm_cpu_s()
                 with self.cpu.block(target.name):
@@ -508,12 +531,7 @@ async def run_phases(
 ) -> dict[str, Any]:
     """Warm-up, then the phases of ``plan`` in order c1, ttft, c8, c32."""
     results: dict[str, Any] = {}
-    async with aiohttp.ClientSession(
-        # Idle connections are dropped before uvicorn's 5 s keep-alive (vLLM's and ours)
-        # closes them, which would fail a POST sent on one at that moment.
-        connector=aiohttp.TCPConnector(limit=128, keepalive_timeout=3),
-        timeout=aiohttp.ClientTimeout(total=120.0),
-    ) as client:
+    async with client_session() as client:
         bench = Bench(client, plan, direct, gateway, tallies, cpu, passthrough)
         await bench.warm_up()
         for phase in ("c1", "ttft"):
@@ -787,7 +805,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = make_plan(args)
     began = time.monotonic()
     result: dict[str, Any] = {"code": _code_state()}  # before the gateway loads the code
-    machine = {"cpu_count": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2)}
+    machine: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m_before": round(os.getloadavg()[0], 2),
+    }
     cpus = CpuLayout.choose(args.cpu_split)
     cpus.pin_this_process()  # the client shares the gateway's CPUs (its work counts there)
     machine["cpus"] = {"llm": cpus.llm, "kafka_gateway_client": cpus.rest}

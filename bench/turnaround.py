@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -28,15 +29,15 @@ import sys
 import time
 from typing import Any
 
-import aiohttp
-
 from bench.gateway import (
     TINY_MODEL_NAME,
     CpuLayout,
     Tally,
-    complete,
+    client_session,
+    closed_loop,
     make_target,
     process_tree_cpu_s,
+    rotated,
 )
 from bench.harness import started, workspace
 from deploy.process import free_port
@@ -54,33 +55,6 @@ def spin(seconds: float) -> None:
         pass
 
 
-async def block(
-    client: aiohttp.ClientSession,
-    url: str,
-    *,
-    turnaround_us: int,
-    concurrency: int,
-    requests: int,
-    model: str,
-    max_tokens: int,
-) -> float:
-    """One block of closed-loop requests with turnaround ``turnaround_us``: requests/s."""
-    target = make_target(
-        "direct", base_url=url, model=model, max_tokens=max_tokens, key=None, gateway=False
-    )
-    tally = Tally(max_tokens)
-    numbers = iter(range(requests))
-
-    async def client_loop() -> None:
-        for n in numbers:
-            await complete(client, target, n, tally)
-            spin(turnaround_us / 1e6)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    return requests / (time.perf_counter() - began)
-
-
 async def measure(
     url: str, llm_pid: int | None, args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
@@ -88,26 +62,33 @@ async def measure(
     turnarounds: list[int] = args.turnaround_us
     rps: dict[int, list[float]] = {t: [] for t in turnarounds}
     llm_ms: dict[int, list[float]] = {t: [] for t in turnarounds}
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=128, keepalive_timeout=3),
-        timeout=aiohttp.ClientTimeout(total=120.0),
-    ) as client:
+    target = make_target(
+        "direct",
+        base_url=url,
+        model=args.llm_model,
+        max_tokens=args.max_tokens,
+        key=None,
+        gateway=False,
+    )
+    tally = Tally(args.max_tokens)
+    async with client_session() as client:
 
         async def run(turnaround_us: int, requests: int) -> float:
-            return await block(
+            """One block of closed-loop requests, each client spinning ``turnaround_us``
+            after every answer: requests/s."""
+            block_rps, _ = await closed_loop(
                 client,
-                url,
-                turnaround_us=turnaround_us,
+                target,
+                tally,
                 concurrency=args.concurrency,
                 requests=requests,
-                model=args.llm_model,
-                max_tokens=args.max_tokens,
+                after_each=functools.partial(spin, turnaround_us / 1e6),
             )
+            return block_rps
 
         await run(0, 4 * args.concurrency)  # warm-up
         for n in range(args.blocks):
-            shift = n % len(turnarounds)
-            for t in turnarounds[shift:] + turnarounds[:shift]:
+            for t in rotated(turnarounds, n):
                 before = process_tree_cpu_s(llm_pid) if llm_pid else None
                 rps[t].append(await run(t, args.requests))
                 after = process_tree_cpu_s(llm_pid) if llm_pid else None
