@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from api.chat_dispatch import ChatFrontDoor
+from api.chat import router as chat_route
+from api.chat.front_door import ChatFrontDoor
 from api.errors import register_error_handlers
 from api.middleware import RequestMiddleware
-from api.routers import admin, chat, documents, health, search, usage
-from api.services import open_services
+from api.routers import admin, documents, health, search, usage
+from api.services import Services
 from core.settings import Settings
 from core.telemetry import configure_tracing
 
@@ -27,7 +28,7 @@ def _untraced(scope: Scope) -> bool:
 
 class HeadwaterAPI(FastAPI):
     """FastAPI, with ``POST /v1/chat/completions`` taken before its layers by
-    ``api.chat_dispatch`` (the gateway's hot path; the route's own handler serves it)."""
+    ``api.chat.front_door`` (the gateway's hot path; the route's own handler serves it)."""
 
     chat_front_door: ChatFrontDoor | None = None
 
@@ -39,14 +40,17 @@ class HeadwaterAPI(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, *, run_ingest: bool = True) -> HeadwaterAPI:
-    """The API; with ``run_ingest`` the same process also runs the ingest worker
-    (required with the embedded store, which belongs to one process)."""
+ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
+
+
+def create_app(settings: Settings, *, open_services: ServicesFactory) -> HeadwaterAPI:
+    """The API over the services ``open_services`` opens in the lifespan (the composition
+    root, ``headwater.processes``, decides what else the process runs)."""
     provider = configure_tracing(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings, run_ingest=run_ingest) as services:
+        async with open_services() as services:
             app.state.services = services
             # Everything loaded so far (the embedding model, torch, the firewall's
             # recognizers: ~600k objects) lives as long as the process. Frozen, the cyclic
@@ -72,7 +76,7 @@ def create_app(settings: Settings, *, run_ingest: bool = True) -> HeadwaterAPI:
         lifespan=lifespan,
     )
     register_error_handlers(app)
-    app.include_router(chat.router)
+    app.include_router(chat_route.router)
     app.include_router(search.router)
     app.include_router(documents.router)
     app.include_router(admin.router)

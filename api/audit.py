@@ -15,8 +15,8 @@ from opentelemetry import trace
 from pydantic import BaseModel, Field
 
 from acl.models import Principal
+from core.kafka import Delivered, KafkaProducer
 from core.metrics import AUDIT_FAILURES
-from ingest.kafka import Delivered, KafkaProducer
 from retrieval.schema import Hit
 
 _log = logging.getLogger(__name__)

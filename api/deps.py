@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from opentelemetry import trace
 
 from acl.models import Principal
-from api.answering import Answerer
 from api.audit import AuditLog
+from api.chat.service import Answerer
 from api.services import Services
 from core.errors import Unauthenticated
 from retrieval.service import Retriever

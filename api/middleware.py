@@ -1,5 +1,5 @@
 """The one ASGI middleware of ours around every request: its id and its latency metric
-(``api.chat_dispatch`` does the same for the chat route, with these functions).
+(``api.chat.front_door`` does the same for the chat route, with these functions).
 
 One layer, not two: each ASGI layer wraps ``send`` again, and every wrapper is paid twice
 per request (start and body).

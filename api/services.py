@@ -1,9 +1,9 @@
-"""Every long-lived client of a process, opened once in the lifespan, closed in reverse."""
+"""The API's long-lived clients, opened once in the lifespan over the process's shared
+clients (``headwater.clients``), closed in reverse."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from acl.directory import GroupDirectory
 from acl.keys import ApiKeyAuthenticator, Authenticator
 from acl.oidc import BearerAuthenticator, ClaimMapping, JwksKeys, JwtAuthenticator
-from api.answering import Answerer
 from api.audit import AuditLog
+from api.chat.service import Answerer
 from api.ratelimit import RateLimiter
 from api.usage import UsageLedger, following_usage
+from core.kafka import KafkaProducer, TopicFollower
 from core.settings import Settings
 from inference.firewall import PiiFirewall
 from inference.pool import BackendPools, Tier, TierPool
@@ -22,9 +23,7 @@ from inference.router import ModelRouter
 from inference.scoring import AutoRouter
 from inference.service import ChatGateway
 from inference.vllm import OpenAIBackend
-from ingest.kafka import KafkaProducer, follow_topic
 from ingest.publish import DocumentPublisher
-from ingest.runtime import ingest_worker, open_pipeline_clients
 from retrieval.embedding import Embedder
 from retrieval.service import Retriever
 from retrieval.store import VectorStore
@@ -49,7 +48,7 @@ class Services:
     directory: GroupDirectory
     rate_limiter: RateLimiter
     usage: UsageLedger
-    ingest_enabled: bool
+    ingest_enabled: bool  # whether this process also runs the ingest worker (/readyz)
 
 
 def _authenticator(settings: Settings) -> Authenticator:
@@ -75,26 +74,14 @@ def _authenticator(settings: Settings) -> Authenticator:
 @contextmanager
 def _following_directory(settings: Settings, directory: GroupDirectory) -> Iterator[None]:
     """Keep ``directory`` in step with the principals topic, in a background thread."""
-    stop = threading.Event()
-
-    def follow() -> None:
-        try:
-            follow_topic(
-                settings.kafka_bootstrap,
-                topic=settings.principals_topic,
-                on_record=directory.apply,
-                stop=stop,
-            )
-        except Exception:  # noqa: BLE001 - logged; requests then use credential groups
-            _log.exception("the group directory stopped following %s", settings.principals_topic)
-
-    thread = threading.Thread(target=follow, name="headwater-directory", daemon=True)
-    thread.start()
+    follower = TopicFollower(
+        settings.kafka_bootstrap, topic=settings.principals_topic, on_record=directory.apply
+    )
+    follower.start()
     try:
         yield
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        follower.close()
 
 
 def _audit_log(settings: Settings, shared: KafkaProducer, stack: AsyncExitStack) -> AuditLog:
@@ -155,12 +142,17 @@ def backend_pools(settings: Settings) -> BackendPools:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterator[Services]:
-    """Open the clients; with ``run_ingest`` also run the faust worker on this loop."""
+async def open_api_services(
+    settings: Settings,
+    *,
+    store: VectorStore,
+    embedder: Embedder,
+    producer: KafkaProducer,
+    ingest_enabled: bool,
+) -> AsyncIterator[Services]:
+    """The API's clients over the process's shared ones (opened by ``headwater``)."""
     async with AsyncExitStack() as stack:
         authenticator = _authenticator(settings)
-        clients = await stack.enter_async_context(open_pipeline_clients(settings))
-        store, embedder, producer = clients.store, clients.embedder, clients.producer
         pools = backend_pools(settings)
         stack.push_async_callback(pools.aclose)
         pools.start()
@@ -190,13 +182,8 @@ async def open_services(settings: Settings, *, run_ingest: bool) -> AsyncIterato
             publisher=DocumentPublisher(producer, settings.documents_topic),
             audit=_audit_log(settings, producer, stack),
             directory=GroupDirectory(),
-            ingest_enabled=run_ingest,
+            ingest_enabled=ingest_enabled,
         )
         stack.enter_context(_following_directory(settings, services.directory))
         stack.enter_context(following_usage(settings, services.usage))
-        if run_ingest:
-            await stack.enter_async_context(
-                ingest_worker(settings, store=store, embedder=embedder, producer=producer)
-            )
-            _log.info("ingest worker consuming %s", settings.documents_topic)
         yield services

@@ -25,8 +25,8 @@ from pydantic import MISSING, BaseModel, ConfigDict, Field, ValidationError
 from acl.models import Principal
 from acl.oidc import OIDC_KEY_PREFIX
 from api.audit import AuditRecord
-from api.usage_kafka import TopicFollower
 from core.errors import InvalidRequest
+from core.kafka import TopicFollower
 from core.metrics import TOKENS
 from core.settings import Settings
 

@@ -30,10 +30,10 @@ from typing import Any
 from acl.models import DocumentAcl
 from bench.harness import WORDS, workspace
 from core.errors import UpstreamUnavailable
+from core.kafka import Delivered, KafkaProducer, consumer_lag, ensure_topics
 from core.settings import Settings
 from deploy.process import ManagedProcess, free_port
 from deploy.stack import REPO, kafka_process
-from ingest.kafka import Delivered, KafkaProducer, consumer_lag, ensure_topics
 from ingest.models import DocumentEvent
 from retrieval.qdrant_edge import EdgeStore
 from retrieval.schema import DocumentKey
@@ -151,7 +151,7 @@ def _wait_progress(port: int, *, timeout_s: float, min_events: int) -> bool:
 def _worker(root: Path, settings: Settings, flag: Path, metrics_port: int) -> ManagedProcess:
     return ManagedProcess(
         "worker",
-        [sys.executable, "-m", "api.cli", "worker"],
+        [sys.executable, "-m", "headwater.cli", "worker"],
         env={
             "HEADWATER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "HEADWATER_DATA_DIR": str(settings.data_dir),

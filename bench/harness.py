@@ -13,8 +13,9 @@ from pathlib import Path
 from core.settings import Settings
 from deploy.process import ManagedProcess, free_port
 from deploy.stack import kafka_process
+from headwater.clients import SharedClients, open_shared_clients
 from ingest.models import DocumentEvent
-from ingest.runtime import PipelineClients, ingest_worker, open_pipeline_clients
+from ingest.runtime import ingest_worker
 
 WORDS = [
     "budget",
@@ -99,10 +100,10 @@ def workspace() -> Iterator[Path]:
 
 
 @asynccontextmanager
-async def running_pipeline(settings: Settings) -> AsyncIterator[PipelineClients]:
+async def running_pipeline(settings: Settings) -> AsyncIterator[SharedClients]:
     """The worker consuming on this event loop over an embedded store."""
     async with (
-        open_pipeline_clients(settings) as opened,
+        open_shared_clients(settings) as opened,
         ingest_worker(
             settings, store=opened.store, embedder=opened.embedder, producer=opened.producer
         ),

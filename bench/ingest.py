@@ -26,7 +26,7 @@ import uuid
 from bench.harness import document, private_broker, running_pipeline, workspace
 from core.settings import Settings
 from ingest.publish import DocumentPublisher
-from ingest.runtime import PipelineClients, build_writer
+from ingest.runtime import SharedClients, build_writer
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -34,12 +34,12 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _applied(clients: PipelineClients, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+async def _applied(clients: SharedClients, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
     return set(await asyncio.to_thread(clients.store.document_states, keys))
 
 
 async def throughput(
-    settings: Settings, clients: PipelineClients, *, docs: int, words: int
+    settings: Settings, clients: SharedClients, *, docs: int, words: int
 ) -> dict[str, float]:
     rng = random.Random(7)
     events = [document(rng, f"tp-{i}", words=words) for i in range(docs)]
@@ -81,7 +81,7 @@ async def throughput(
 
 
 async def freshness(
-    settings: Settings, clients: PipelineClients, *, seconds: float, rate: float
+    settings: Settings, clients: SharedClients, *, seconds: float, rate: float
 ) -> dict[str, float]:
     rng = random.Random(11)
     publisher = DocumentPublisher(clients.producer, settings.documents_topic)

@@ -19,8 +19,8 @@ import uuid
 
 import httpx
 
+from core.kafka import KafkaProducer
 from core.settings import Settings
-from ingest.kafka import KafkaProducer
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
 

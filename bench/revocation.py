@@ -24,10 +24,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from bench.harness import private_broker, workspace
+from core.kafka import KafkaProducer
 from core.settings import Settings
-from ingest.kafka import KafkaProducer
+from headwater.processes import build_app
 
 USER_KEY, CONNECTOR_KEY = "bench-user", "bench-connector"
 
@@ -97,7 +97,7 @@ def run(*, runs: int) -> dict[str, Any]:
         acl_change: list[float] = []
         group_removal: list[float] = []
         floor: list[float] = []
-        with TestClient(create_app(settings)) as client:
+        with TestClient(build_app(settings)) as client:
             member(["finance"])
             for run_no in range(runs):
                 doc_id = f"forecast-{run_no}"

@@ -10,6 +10,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from core.kafka.headers import header_pairs
 from core.settings import Settings
 
 KafkaHeaders = Sequence[tuple[str, bytes | None]]
@@ -61,6 +62,5 @@ def inject_headers() -> list[tuple[str, bytes]]:
 
 def extract_context(headers: KafkaHeaders | dict[str, bytes] | None) -> context.Context:
     """The producer's trace context from Kafka headers (an empty context if absent)."""
-    items = headers.items() if isinstance(headers, dict) else (headers or [])
-    carrier = {key: value.decode("latin-1") for key, value in items if value is not None}
+    carrier = {key: value.decode("latin-1") for key, value in header_pairs(headers)}
     return propagate.extract(carrier)

@@ -110,7 +110,7 @@ def headwater_process(
     """``headwater serve``: the API and the ingest worker over the embedded store."""
     return ManagedProcess(
         "headwater",
-        [sys.executable, "-m", "api.cli", "serve"],
+        [sys.executable, "-m", "headwater.cli", "serve"],
         env={**env, "HEADWATER_PORT": str(port)},
         log_path=log_path,
         ready=http_ok(f"http://127.0.0.1:{port}/readyz"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -14,9 +13,9 @@ from rich.table import Table
 
 from acl.models import DocumentAcl
 from core.errors import UpstreamUnavailable
+from core.kafka import KafkaProducer, read_records, read_to_end
 from core.settings import Settings
 from ingest.extract import SUPPORTED, extract
-from ingest.kafka import KafkaProducer, read_records
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
 
@@ -122,10 +121,7 @@ def dlq_list(
     settings = Settings()
     table = Table("partition", "offset", "key", "error type", "reason", "failed at")
     shown = 0
-    group = f"headwater-dlq-list-{uuid.uuid4().hex}"
-    for record, _ in read_records(
-        settings.kafka_bootstrap, topic=settings.dlq_topic, group=group, commit=False
-    ):
+    for record in read_to_end(settings.kafka_bootstrap, topic=settings.dlq_topic):
         header = record.headers
         table.add_row(
             str(record.partition),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
+from core.kafka import Delivered, KafkaProducer
 from core.telemetry import inject_headers
-from ingest.kafka import Delivered, KafkaProducer
 from ingest.models import DocumentEvent
 
 _tracer = trace.get_tracer("headwater.ingest")

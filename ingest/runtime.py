@@ -1,27 +1,25 @@
-"""Assembles the ingest pipeline (writer, handler, faust app) over opened clients."""
+"""Assembles the ingest pipeline (writer, handler, faust app) over clients opened by the
+composition root (``headwater.clients``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 
 import faust
-from prometheus_client import start_http_server
 
 from core.errors import UpstreamUnavailable
+from core.kafka import ConsumerLag, KafkaProducer
 from core.metrics import INGEST_CONSUMER_LAG
 from core.settings import Settings
 from ingest.chunking import Chunker
-from ingest.kafka import ConsumerLag, KafkaProducer, ensure_topics
 from ingest.service import DocumentEventHandler, RetryPolicy
 from ingest.worker import KafkaDeadLetters, build_faust_app, ingest_running
 from ingest.writer import IndexWriter
-from retrieval.embedding import Embedder, open_embedder
-from retrieval.store import VectorStore, open_store
+from retrieval.embedding import Embedder
+from retrieval.store import VectorStore
 
 _log = logging.getLogger(__name__)
 
@@ -86,56 +84,3 @@ async def _report_lag(settings: Settings, every_s: float = 5.0) -> None:
             probe.close()
         else:
             reading.add_done_callback(lambda _: probe.close())
-
-
-@dataclass
-class PipelineClients:
-    """The clients both the API and the worker need."""
-
-    store: VectorStore
-    embedder: Embedder
-    producer: KafkaProducer
-
-
-@asynccontextmanager
-async def open_pipeline_clients(
-    settings: Settings, *, embedder: Embedder | None = None
-) -> AsyncIterator[PipelineClients]:
-    """Load the embedder (unless given one), open the store (creating its collection) and
-    the producer, and make sure the topics exist. Closed in reverse order."""
-    async with AsyncExitStack() as stack:
-        if embedder is None:
-            embedder = await asyncio.to_thread(open_embedder, settings)
-        store = open_store(settings)
-        stack.callback(store.close)
-        store.ensure_collection(dim=embedder.dim, model=embedder.model_name)
-        await asyncio.to_thread(ensure_topics, settings)
-        producer = KafkaProducer(settings.kafka_bootstrap)
-        stack.callback(producer.close)
-        yield PipelineClients(store=store, embedder=embedder, producer=producer)
-
-
-async def run_worker(settings: Settings) -> None:
-    """The standalone ``headwater worker`` process: consume until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    # /metrics for Prometheus, on the port the API would use (compose and k8s scrape it).
-    server, thread = start_http_server(settings.port, addr=settings.host)
-    try:
-        async with (
-            open_pipeline_clients(settings) as clients,
-            ingest_worker(
-                settings, store=clients.store, embedder=clients.embedder, producer=clients.producer
-            ),
-        ):
-            _log.info(
-                "ingest worker consuming %s; metrics on :%s",
-                settings.documents_topic,
-                settings.port,
-            )
-            await stop.wait()
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)

@@ -16,8 +16,8 @@ from typing import Any
 import faust
 from faust.contrib.asgi import faust_app_running
 
+from core.kafka import KafkaProducer, header_pairs
 from core.settings import Settings
-from ingest.kafka import KafkaProducer
 from ingest.service import DocumentEventHandler, RawMessage, dead_letter_headers
 
 
@@ -81,14 +81,9 @@ def _raw(message: Any) -> RawMessage:
         offset=message.offset,
         key=message.key,
         value=message.value,
-        headers=tuple(_headers(message.headers)),
+        headers=tuple(header_pairs(message.headers)),
         timestamp_s=message.timestamp,
     )
-
-
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    items = raw.items() if hasattr(raw, "items") else (raw or [])
-    return [(str(key), bytes(value)) for key, value in items if value is not None]
 
 
 @asynccontextmanager

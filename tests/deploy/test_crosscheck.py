@@ -17,8 +17,8 @@ from pydantic import TypeAdapter
 
 import api.routers
 import core.metrics
-from api.cli import app as cli_app
 from core.settings import Settings
+from headwater.cli import app as cli_app
 from tests.deploy.deploy_files import (
     COMPOSE,
     DOCKERFILE,
@@ -206,10 +206,12 @@ def test_queries_use_exported_metrics_and_their_labels(where: str, expr: str) ->
 
 
 def _api_routes() -> set[str]:
-    """Path templates of every router in api/routers (the `route` label's values)."""
+    """Path templates of every router in api/routers and api/chat (the `route` label's
+    values)."""
+    modules = [f"api.routers.{m.name}" for m in pkgutil.iter_modules(api.routers.__path__)]
     paths = set()
-    for module in pkgutil.iter_modules(api.routers.__path__):
-        router = getattr(importlib.import_module(f"api.routers.{module.name}"), "router", None)
+    for name in [*modules, "api.chat.router"]:
+        router = getattr(importlib.import_module(name), "router", None)
         paths |= {route.path for route in getattr(router, "routes", [])}
     return paths
 

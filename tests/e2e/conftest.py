@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from core.settings import Settings
+from headwater.processes import build_app
 
 HR_KEY, ENG_KEY, CONNECTOR_KEY = "e2e-hr-key", "e2e-eng-key", "e2e-connector-key"
 DIRECTORY_KEY = "e2e-directory-key"
@@ -51,7 +51,7 @@ def settings(
 # (an error under this suite's warning filter: a CI run failed so, in test_firewall).
 @pytest.fixture(scope="package")
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(build_app(settings)) as test_client:
         yield test_client
 
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from core.kafka import KafkaProducer
 from core.settings import Settings
-from ingest.kafka import KafkaProducer
 from tests.e2e.conftest import CONNECTOR_KEY, DIRECTORY_KEY, HR_KEY, auth, eventually, search
 
 pytestmark = pytest.mark.e2e

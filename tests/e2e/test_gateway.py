@@ -22,10 +22,10 @@ import openai
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from api.app import create_app
 from core.settings import Settings
 from deploy.process import free_port
 from deploy.stack import LLM_MODEL_NAME, StackPaths, llm_process
+from headwater.processes import build_app
 from tests.conftest import TINY_MODEL_NAME
 from tests.e2e.conftest import eventually, serving
 
@@ -85,7 +85,7 @@ def gateway(
         large=llm_large_url,
         router_target_large_share=0.5,
     )
-    with serving(create_app(settings, run_ingest=False)) as url:
+    with serving(build_app(settings, run_ingest=False)) as url:
         yield url
 
 
@@ -403,7 +403,7 @@ def test_a_burst_over_the_key_s_rate_gets_429_with_retry_after(
     gateway_settings: Callable[..., Settings],
 ) -> None:
     settings = gateway_settings("gw-rate", rate_limit_rps=0.2, rate_limit_burst=2)
-    with serving(create_app(settings, run_ingest=False)) as url:
+    with serving(build_app(settings, run_ingest=False)) as url:
         client = _client(url)
         for _ in range(2):
             client.chat.completions.create(
@@ -437,7 +437,7 @@ def test_a_burst_beyond_capacity_gets_503_with_retry_after_never_a_long_queue(
                 )
             )
 
-    with serving(create_app(settings, run_ingest=False)) as url:
+    with serving(build_app(settings, run_ingest=False)) as url:
         started = time.monotonic()
         responses = asyncio.run(burst(url))
         statuses = sorted(r.status_code for r in responses)
@@ -501,7 +501,7 @@ def test_killing_the_large_server_mid_run_falls_back_to_small_without_errors(
             except openai.APIError as exc:
                 errors.append(repr(exc))
 
-    with serving(create_app(settings, run_ingest=False)) as url:
+    with serving(build_app(settings, run_ingest=False)) as url:
         worker = threading.Thread(target=run, args=(url,))
         worker.start()
         eventually(lambda: len(served) >= 3, "answers from the large server", timeout_s=60)

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from core.kafka import KafkaProducer
 from core.settings import Settings
-from ingest.kafka import KafkaProducer
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
 from tests.e2e.conftest import ENG_KEY, HR_KEY, auth, search
@@ -193,8 +193,8 @@ def test_the_audit_trail_says_who_saw_the_document_and_holds_no_text(
 
     from typer.testing import CliRunner
 
-    from api.cli import app
-    from ingest.kafka import read_records
+    from core.kafka import read_records
+    from headwater.cli import app
 
     monkeypatch.setenv("HEADWATER_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
     result = CliRunner().invoke(app, ["audit", "who-saw", DOC_ID], env={"COLUMNS": "250"})

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from core.kafka import ConsumerLag, KafkaProducer, ensure_topics
 from core.settings import Settings
-from ingest.kafka import ConsumerLag, KafkaProducer, ensure_topics
 
 pytestmark = pytest.mark.integration
 

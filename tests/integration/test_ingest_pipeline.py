@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
+from core.kafka import KafkaProducer
 from core.settings import Settings
-from ingest.kafka import KafkaProducer
+from headwater.clients import SharedClients, open_shared_clients
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
-from ingest.runtime import PipelineClients, ingest_worker, open_pipeline_clients
+from ingest.runtime import ingest_worker
 from retrieval.embedding import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def pipeline(
     kafka_bootstrap: str, embedder: SentenceTransformerEmbedder, tmp_path: Path
-) -> AsyncIterator[tuple[Settings, PipelineClients]]:
+) -> AsyncIterator[tuple[Settings, SharedClients]]:
     run = uuid.uuid4().hex[:8]
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
@@ -35,7 +36,7 @@ async def pipeline(
         topic_partitions=2,
     )
     async with (
-        open_pipeline_clients(settings, embedder=embedder) as clients,
+        open_shared_clients(settings, embedder=embedder) as clients,
         ingest_worker(
             settings, store=clients.store, embedder=clients.embedder, producer=clients.producer
         ),
@@ -55,7 +56,7 @@ def _event(doc_id: str, text: str, version: int = 1) -> DocumentEvent:
     )
 
 
-async def _wait_indexed(clients: PipelineClients, doc_id: str, timeout_s: float = 60) -> int:
+async def _wait_indexed(clients: SharedClients, doc_id: str, timeout_s: float = 60) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         count = clients.store.count(tenant="acme", doc_id=doc_id)
@@ -66,7 +67,7 @@ async def _wait_indexed(clients: PipelineClients, doc_id: str, timeout_s: float 
 
 
 async def test_published_document_is_chunked_embedded_and_stored(
-    pipeline: tuple[Settings, PipelineClients],
+    pipeline: tuple[Settings, SharedClients],
 ) -> None:
     settings, clients = pipeline
     text = " ".join(f"Sentence number {i} about the salary review process." for i in range(120))
@@ -83,7 +84,7 @@ async def test_published_document_is_chunked_embedded_and_stored(
 
 
 async def test_malformed_message_goes_to_the_dlq_and_consumption_continues(
-    pipeline: tuple[Settings, PipelineClients],
+    pipeline: tuple[Settings, SharedClients],
 ) -> None:
     settings, clients = pipeline
     producer = KafkaProducer(settings.kafka_bootstrap)
@@ -130,16 +131,16 @@ def _hr():  # type: ignore[no-untyped-def]
     return PermissionFilter.for_principal(Principal(tenant="acme", user_id="x", groups=("hr",)))
 
 
-def embedder_vector(clients: PipelineClients, text: str) -> list[float]:
+def embedder_vector(clients: SharedClients, text: str) -> list[float]:
     return clients.embedder.embed([text])[0]
 
 
 async def test_dlq_list_and_replay_bring_a_fixed_event_back(
-    pipeline: tuple[Settings, PipelineClients], monkeypatch: pytest.MonkeyPatch
+    pipeline: tuple[Settings, SharedClients], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from headwater.cli import app
 
     settings, clients = pipeline
     for name in ("kafka_bootstrap", "documents_topic", "dlq_topic"):

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
+from api.usage_cli import usage
 from typer.testing import CliRunner
 
 from api.audit import AuditLog, AuditRecord
 from api.usage import UsageLedger, following_usage
-from api.usage_cli import usage
+from core.kafka import KafkaProducer, ensure_topics
 from core.settings import Settings
-from ingest.kafka import KafkaProducer, ensure_topics
 
 pytestmark = pytest.mark.integration
 

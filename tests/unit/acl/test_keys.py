@@ -82,7 +82,7 @@ def test_keys_cli_creates_lists_and_revokes(
 ) -> None:
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from headwater.cli import app
 
     path = _write(tmp_path, [])
     monkeypatch.setenv("HEADWATER_API_KEYS_FILE", str(path))

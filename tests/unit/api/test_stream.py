@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from acl.models import Principal
-from api.answering import Answerer, PreparedAnswer
+from api.chat.prepared import PreparedAnswer
+from api.chat.protocol import Citation
+from api.chat.service import Answerer
 from core.errors import UpstreamUnavailable
 from core.settings import Settings
 from inference.firewall import PiiFirewall, Policy
-from inference.models import Citation
 from inference.router import Route
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from headwater.cli import app
 from inference.router_eval import EvalFileError, evaluate, load_items
 
 # Two items need large (code with no sources; a lookup whose sources hold nothing), two

@@ -1,6 +1,6 @@
 """The gateway's hot path: ``POST /v1/chat/completions`` handed straight to its handler.
 
-The endpoint is the FastAPI route in ``api.routers.chat`` (its schema, its OpenAPI entry,
+The endpoint is the FastAPI route in ``api.chat.router`` (its schema, its OpenAPI entry,
 its handler, its dependency functions). Through FastAPI that route sits under ten ASGI
 layers (telemetry, error and body-limit wrappers, exception and exit-stack middleware,
 the router) and a generic dependency solver; at concurrency 1 on the 2-core benchmark
@@ -25,10 +25,10 @@ from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from api.chat.protocol import ChatCompletionRequest
+from api.chat.router import CHAT_PATH, chat_completions
 from api.deps import get_answerer, get_audit, get_rate_limited_principal
 from api.middleware import StampedSend, record_latency, request_id_header
-from api.routers.chat import CHAT_PATH, chat_completions
-from inference.models import ChatCompletionRequest
 
 _SPAN_NAME = f"POST {CHAT_PATH}"
 _tracer = trace.get_tracer("headwater.api")

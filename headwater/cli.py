@@ -1,4 +1,4 @@
-"""The ``headwater`` command line."""
+"""The ``headwater`` command line: every process and tool of the platform."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 
 from acl.cli import keys
-from api.usage_cli import usage
 from core.settings import Settings
 from core.telemetry import configure_logging
+from headwater.usage_cli import usage
 from inference.router_eval import router_app
 from ingest.cli import dlq, publish
 
@@ -37,12 +37,12 @@ _NEEDS_SERVER = (
 def _serve(*, run_ingest: bool) -> None:
     import uvicorn
 
-    from api.app import create_app
+    from headwater.processes import build_app
 
     settings = Settings()
     configure_logging(settings)
     uvicorn.run(
-        create_app(settings, run_ingest=run_ingest),
+        build_app(settings, run_ingest=run_ingest),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -76,7 +76,7 @@ def worker() -> None:
     On the embedded store this process owns the data folder: no API can serve beside it
     (use 'headwater serve' for that); this mode suits ingest-only runs and benchmarks.
     """
-    from ingest.runtime import run_worker
+    from headwater.processes import run_worker
 
     settings = Settings()
     configure_logging(settings)
@@ -88,7 +88,7 @@ def worker() -> None:
 @app.command()
 def topics() -> None:
     """Create the Kafka topics of ARCHITECTURE.md that do not exist yet."""
-    from ingest.kafka import ensure_topics
+    from core.kafka import ensure_topics
 
     created = ensure_topics(Settings())
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")
@@ -172,20 +172,15 @@ def who_saw(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
 ) -> None:
     """Every answered request that was served a chunk of DOC_ID: when, who, which chunks."""
-    import uuid
-
     from rich.table import Table
 
     from api.audit import AuditRecord
-    from ingest.kafka import read_records
+    from core.kafka import read_to_end
 
     settings = Settings()
     table = Table("at", "tenant", "user", "department", "endpoint", "request id", "chunks")
     seen = 0
-    group = f"headwater-audit-{uuid.uuid4().hex}"
-    for message, _ in read_records(
-        settings.kafka_bootstrap, topic=settings.audit_topic, group=group, commit=False
-    ):
+    for message in read_to_end(settings.kafka_bootstrap, topic=settings.audit_topic):
         record = AuditRecord.model_validate_json(message.value or b"{}")
         chunks = [c for c in record.chunks if c.doc_id == doc_id]
         if not chunks or (tenant and record.tenant != tenant):

@@ -5,9 +5,7 @@ Text never leaves through spans or logs."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -15,17 +13,17 @@ from opentelemetry import trace
 from acl.filter import PermissionFilter
 from acl.models import Principal
 from api.audit import ServedChunk
-from api.prompt import CHARS_PER_TOKEN, fit_sources, system_prompt
-from api.streaming import relay_sse
-from api.usage import meter_tokens
+from api.chat.prepared import PreparedAnswer
+from api.chat.prompt import CHARS_PER_TOKEN, fit_sources, system_prompt
+from api.chat.protocol import ChatCompletionRequest, Citation
+from api.chat.streaming import relay_sse
 from core.errors import InvalidRequest
 from core.metrics import ROUTE_DECISIONS, ROUTER_SCORE
 from core.settings import Settings
 from inference.firewall import Finding, PiiFirewall, Policy, record
-from inference.models import ChatCompletionRequest, Citation
 from inference.router import ModelRouter, Route
 from inference.scoring import RouteSignals
-from inference.service import ChatGateway, Served, UpstreamStream
+from inference.service import ChatGateway, UpstreamStream
 from inference.vllm import JSON
 from retrieval.schema import Hit
 from retrieval.service import Retriever
@@ -41,63 +39,6 @@ PASSED_THROUGH = (
     "frequency_penalty",
     "response_format",
 )
-
-
-@dataclass
-class PreparedAnswer:
-    route: Route
-    body: JSON
-    citations: list[Citation]
-    principal: Principal
-    policy: Policy
-    chunks: list[ServedChunk] = field(default_factory=list)
-    usage: dict[str, int] = field(default_factory=dict)
-    served: Served | None = None
-    findings: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def model(self) -> str:
-        """The model that answered (the routed one until a fallback says otherwise)."""
-        return self.served.model if self.served else self.route.model
-
-    def meter(self, usage: dict[str, Any] | None) -> None:
-        """Count the tokens the model server reported, for chargeback and the audit."""
-        if not usage:
-            return
-        self.usage.update(
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-        )
-        meter_tokens(self.principal, model=self.model, usage=self.usage)
-
-    def note(self, direction: str, findings: list[Finding] | tuple[Finding, ...]) -> None:
-        self.findings.update(f"{direction}:{finding.entity}" for finding in findings)
-
-    def route_extension(self) -> dict[str, Any]:
-        route: dict[str, Any] = {
-            "tier": self.route.tier,
-            "model": self.model,
-            "reason": self.route.reason,
-        }
-        if self.route.decision is not None:
-            route["score"] = round(self.route.decision.score, 4)
-            route["threshold"] = round(self.route.decision.threshold, 4)
-        if self.served is not None and self.served.fell_back(self.route.tier):
-            route["served_tier"] = self.served.tier
-        return route
-
-    def extension(self) -> dict[str, Any]:
-        """The ``headwater`` object added to responses."""
-        return {
-            "citations": [c.model_dump() for c in self.citations],
-            "route": self.route_extension(),
-        }
-
-    def route_header(self) -> str:
-        value = self.route.header_value()
-        if self.served is not None and self.served.fell_back(self.route.tier):
-            value += f"; served={self.served.tier}; served_model={self.served.model}"
-        return value
 
 
 class Answerer:
@@ -261,7 +202,7 @@ class Answerer:
     def stream_sse(
         self, prepared: PreparedAnswer, upstream: UpstreamStream, *, include_usage: bool
     ) -> AsyncGenerator[str]:
-        """Server-sent events for a started stream (api.streaming)."""
+        """Server-sent events for a started stream (api.chat.streaming)."""
         return relay_sse(
             prepared, upstream, self._firewall.stream(prepared.policy), include_usage=include_usage
         )

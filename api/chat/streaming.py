@@ -7,20 +7,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from api.chat.prepared import PreparedAnswer
 from api.errors import error_body
 from core.errors import HeadwaterError
 from inference.firewall import StreamRedactor, record
 from inference.service import UpstreamStream
 from inference.vllm import JSON
-
-if TYPE_CHECKING:
-    from api.answering import PreparedAnswer
 
 _log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("headwater.api")

@@ -19,12 +19,12 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from acl.models import Principal
-from api.answering import PreparedAnswer
 from api.audit import AuditLog, AuditRecord
+from api.chat.prepared import PreparedAnswer
+from api.chat.protocol import ChatCompletionRequest
+from api.chat.streaming import ClosingStreamingResponse
 from api.deps import AnswererDep, AuditDep, RateLimitedPrincipalDep
-from api.streaming import ClosingStreamingResponse
 from core.errors import HeadwaterError
-from inference.models import ChatCompletionRequest
 
 CHAT_PATH = "/v1/chat/completions"
 router = APIRouter(tags=["chat"])
@@ -105,7 +105,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-# Served through ``api.chat_dispatch`` (this handler and these dependencies, without
+# Served through ``api.chat.front_door`` (this handler and these dependencies, without
 # FastAPI's layers on the gateway's hot path); registered here for its schema.
 @router.post(CHAT_PATH, response_model=None)
 async def chat_completions(

@@ -1,0 +1,74 @@
+"""A chat answer in preparation: its route, the upstream body, the citations and what
+the answer has used so far (tokens, firewall findings, the replica that served it)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from acl.models import Principal
+from api.audit import ServedChunk
+from api.chat.protocol import Citation
+from api.usage import meter_tokens
+from inference.firewall import Finding, Policy
+from inference.router import Route
+from inference.service import Served
+from inference.vllm import JSON
+
+
+@dataclass
+class PreparedAnswer:
+    route: Route
+    body: JSON
+    citations: list[Citation]
+    principal: Principal
+    policy: Policy
+    chunks: list[ServedChunk] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    served: Served | None = None
+    findings: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def model(self) -> str:
+        """The model that answered (the routed one until a fallback says otherwise)."""
+        return self.served.model if self.served else self.route.model
+
+    def meter(self, usage: dict[str, Any] | None) -> None:
+        """Count the tokens the model server reported, for chargeback and the audit."""
+        if not usage:
+            return
+        self.usage.update(
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+        meter_tokens(self.principal, model=self.model, usage=self.usage)
+
+    def note(self, direction: str, findings: list[Finding] | tuple[Finding, ...]) -> None:
+        self.findings.update(f"{direction}:{finding.entity}" for finding in findings)
+
+    def route_extension(self) -> dict[str, Any]:
+        route: dict[str, Any] = {
+            "tier": self.route.tier,
+            "model": self.model,
+            "reason": self.route.reason,
+        }
+        if self.route.decision is not None:
+            route["score"] = round(self.route.decision.score, 4)
+            route["threshold"] = round(self.route.decision.threshold, 4)
+        if self.served is not None and self.served.fell_back(self.route.tier):
+            route["served_tier"] = self.served.tier
+        return route
+
+    def extension(self) -> dict[str, Any]:
+        """The ``headwater`` object added to responses."""
+        return {
+            "citations": [c.model_dump() for c in self.citations],
+            "route": self.route_extension(),
+        }
+
+    def route_header(self) -> str:
+        value = self.route.header_value()
+        if self.served is not None and self.served.fell_back(self.route.tier):
+            value += f"; served={self.served.tier}; served_model={self.served.model}"
+        return value

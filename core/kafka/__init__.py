@@ -1,0 +1,23 @@
+"""The one Kafka adapter (confluent-kafka): the producer, the topic follower every reader
+uses, group reads for the dead-letter tools, and the admin (topics, consumer lag).
+No other package of ours imports ``confluent_kafka``."""
+
+from core.kafka.admin import ConsumerLag, consumer_lag, ensure_topics
+from core.kafka.follower import Record, TopicFollower, read_records, read_to_end
+from core.kafka.headers import Headers, header_pairs
+from core.kafka.producer import Delivered, KafkaProducer, producer_config
+
+__all__ = [
+    "ConsumerLag",
+    "Delivered",
+    "Headers",
+    "KafkaProducer",
+    "Record",
+    "TopicFollower",
+    "consumer_lag",
+    "ensure_topics",
+    "header_pairs",
+    "producer_config",
+    "read_records",
+    "read_to_end",
+]

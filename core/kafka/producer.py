@@ -1,0 +1,188 @@
+"""The idempotent producer: ``enable.idempotence=true`` and ``acks=all`` (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from core.errors import UpstreamUnavailable
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where an acknowledged message landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+_DeliveryCallback = Callable[[str | None, Delivered | None], None]
+
+
+def producer_config(
+    bootstrap: str,
+    *,
+    linger_ms: int = 0,
+    errors_only: bool = False,
+    message_timeout_ms: int = 30000,
+) -> dict[str, str | int | bool]:
+    """``linger_ms`` 0 by default: an audit record or an HTTP-ingested document waits for
+    its acknowledgement on a request's path (messages still batch while one is in flight).
+    ``errors_only``: delivery callbacks run for failed messages alone (fire-and-forget
+    producers, whose successes nobody waits for)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": linger_ms,
+        "message.timeout.ms": message_timeout_ms,
+        "delivery.report.only.error": errors_only,
+        "client.id": "headwater",
+    }
+
+
+class KafkaProducer:
+    """An idempotent producer. ``send`` (sync) and ``send_async`` return once the broker
+    has acknowledged the message, so a caller never reports a send it did not see land.
+    With ``errors_only`` it only ``produce``s: no acknowledgement is reported to wait for."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        linger_ms: int = 0,
+        errors_only: bool = False,
+        message_timeout_ms: int = 30000,
+    ):
+        self._errors_only = errors_only
+        self._producer = Producer(
+            producer_config(
+                bootstrap,
+                linger_ms=linger_ms,
+                errors_only=errors_only,
+                message_timeout_ms=message_timeout_ms,
+            )
+        )
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        # poll() returns as soon as a delivery report arrives; the timeout only bounds how
+        # often an idle producer wakes this thread (and takes the GIL from the API's loop).
+        while not self._stop.is_set():
+            self._producer.poll(0.5)
+
+    def produce(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+        on_done: _DeliveryCallback,
+    ) -> None:
+        """Queue one message; ``on_done(error, delivered)`` runs on the poll thread."""
+
+        def callback(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                on_done(error.str(), None)
+                return
+            on_done(None, Delivered(topic, message.partition() or 0, message.offset() or 0))
+
+        try:
+            self._producer.produce(
+                topic, key=key, value=value, headers=list(headers), on_delivery=callback
+            )
+        except BufferError:
+            self._producer.flush(5)
+            self._producer.produce(
+                topic, key=key, value=value, headers=list(headers), on_delivery=callback
+            )
+        except KafkaException as exc:
+            raise UpstreamUnavailable(f"Kafka refused the message: {exc}") from exc
+
+    def send(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+    ) -> Delivered:
+        """Produce and block until acknowledged (raises ``UpstreamUnavailable`` if not)."""
+        self._check_acknowledged()
+        done = threading.Event()
+        result: list[Delivered | str] = []
+
+        def on_done(error: str | None, delivered: Delivered | None) -> None:
+            result.append(delivered if delivered else error or "unknown error")
+            done.set()
+
+        self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
+        done.wait()
+        return _delivered_or_raise(result[0])
+
+    async def send_async(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+    ) -> Delivered:
+        """Produce and await the acknowledgement without blocking the event loop."""
+        return await self.send_nowait(topic, key=key, value=value, headers=headers)
+
+    def send_nowait(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+    ) -> asyncio.Future[Delivered]:
+        """Queue the message now; the future resolves on its acknowledgement (or raises
+        ``UpstreamUnavailable``). Call from the event loop."""
+        self._check_acknowledged()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Delivered] = loop.create_future()
+
+        def on_done(error: str | None, delivered: Delivered | None) -> None:
+            outcome: Delivered | str = delivered if delivered else error or "unknown error"
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+        self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
+        return future
+
+    def _check_acknowledged(self) -> None:
+        if self._errors_only:
+            raise TypeError("an errors_only producer reports no acknowledgement to wait for")
+
+    def reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when the cluster answers a metadata request."""
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Wait for queued messages; returns how many are still undelivered."""
+        return int(self._producer.flush(timeout_s))
+
+    def close(self) -> None:
+        self.flush()
+        self._stop.set()
+        self._poller.join(timeout=5)
+        # Drop the client so librdkafka's handle (and its reconnect loop) goes now.
+        del self._producer
+
+
+def _settle(future: asyncio.Future[Delivered], outcome: Delivered | str) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, str):
+        future.set_exception(
+            UpstreamUnavailable(f"Kafka did not acknowledge the message: {outcome}")
+        )
+    else:
+        future.set_result(outcome)
+
+
+def _delivered_or_raise(outcome: Delivered | str) -> Delivered:
+    if isinstance(outcome, str):
+        raise UpstreamUnavailable(f"Kafka did not acknowledge the message: {outcome}")
+    return outcome

@@ -1,0 +1,1 @@
+"""The composition root: the ``headwater`` command and the assembly of processes."""
