@@ -29,9 +29,7 @@ class ServedChunk(BaseModel):
 
     @classmethod
     def of(cls, hit: Hit) -> ServedChunk:
-        return cls(
-            doc_id=hit.doc_id, version=int(hit.payload.get("version", 0)), chunk_no=hit.chunk_no
-        )
+        return cls(doc_id=hit.doc_id, version=hit.chunk.version, chunk_no=hit.chunk_no)
 
 
 class AuditRecord(BaseModel):

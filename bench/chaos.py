@@ -36,6 +36,7 @@ from deploy.process import ManagedProcess, free_port
 from deploy.stack import REPO, kafka_process
 from ingest.models import DocumentEvent
 from retrieval.qdrant_edge import EdgeStore
+from retrieval.records import StoredChunk
 from retrieval.schema import DocumentKey
 
 GROUPS = ["hr", "eng", "sales", "legal", "finance"]
@@ -186,9 +187,9 @@ def check(store: EdgeStore, expected: dict[DocumentKey, Expected]) -> dict[str, 
     """Compare every stored chunk with the expected documents."""
     import hashlib
 
-    chunks: dict[str, list[dict[str, Any]]] = {}
-    for payload in store.payloads(tenant="acme"):
-        chunks.setdefault(str(payload["doc_id"]), []).append(payload)
+    chunks: dict[str, list[StoredChunk]] = {}
+    for chunk in store.chunks(tenant="acme"):
+        chunks.setdefault(chunk.doc_id, []).append(chunk)
     missing = phantom = stale = acl_mismatch = 0
     for (_, doc_id), want in expected.items():
         got = chunks.get(doc_id, [])
@@ -198,13 +199,10 @@ def check(store: EdgeStore, expected: dict[DocumentKey, Expected]) -> dict[str, 
             phantom += 1
         if want.present and got:
             sha = hashlib.sha256(want.text.encode()).hexdigest()
-            if any(p["version"] != want.version or p["content_sha256"] != sha for p in got):
+            if any(c.version != want.version or c.document.content_sha256 != sha for c in got):
                 stale += 1
             acl = (sorted(want.acl.users), sorted(want.acl.groups), want.acl.public)
-            if any(
-                (sorted(p["acl_users"]), sorted(p["acl_groups"]), p["acl_public"]) != acl
-                for p in got
-            ):
+            if any((sorted(c.acl.users), sorted(c.acl.groups), c.acl.public) != acl for c in got):
                 acl_mismatch += 1
     unknown = set(chunks) - {doc_id for _, doc_id in expected}
     return {

@@ -15,14 +15,14 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from opentelemetry import context, trace
 
 from ingest.chunking import Chunk, Chunker
 from ingest.models import DocumentEvent
 from retrieval.embedding import Embedder
+from retrieval.records import DocumentFields, StoredChunk, acl_update, document_update
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, point_id
 from retrieval.store import VectorStore
 
@@ -46,33 +46,23 @@ class _Plan:
     vectors: list[list[float]] = field(default_factory=list)
 
 
-def acl_payload(event: DocumentEvent) -> dict[str, Any]:
-    return {
-        "acl_users": list(event.acl.users),
-        "acl_groups": list(event.acl.groups),
-        "acl_public": event.acl.public,
-    }
-
-
 def _sha(event: DocumentEvent) -> str:
     return hashlib.sha256((event.text or "").encode()).hexdigest()
 
 
-def _document_payload(event: DocumentEvent) -> dict[str, Any]:
-    """The reserved payload keys shared by every chunk of a document (text aside)."""
-    return {
-        "tenant": event.tenant,
-        "doc_id": event.doc_id,
-        "version": event.version,
-        "title": event.title,
-        "uri": event.uri,
-        "source": event.source,
-        **acl_payload(event),
-        "indexed_at": datetime.now(UTC).isoformat(),
-        "content_sha256": _sha(event),
-        # Free-form metadata lives under its own key: it can never overwrite a reserved one.
-        "metadata": dict(event.metadata),
-    }
+def document_fields(event: DocumentEvent) -> DocumentFields:
+    """What every chunk of the event's document version carries (text aside)."""
+    return DocumentFields(
+        tenant=event.tenant,
+        doc_id=event.doc_id,
+        version=event.version,
+        acl=event.acl,
+        title=event.title,
+        uri=event.uri,
+        source=event.source,
+        content_sha256=_sha(event),
+        metadata=dict(event.metadata),
+    )
 
 
 class IndexWriter:
@@ -183,14 +173,17 @@ class IndexWriter:
             elif plan.kind == "acl":
                 span.set_attribute("db.operation.name", "set_payload")
                 # The chunks now carry the document's new version with its new ACL.
-                payload = {**acl_payload(event), "version": event.version}
+                payload = acl_update(event.acl, event.version)
                 await asyncio.to_thread(
                     self._store.set_payload, event.tenant, event.doc_id, payload
                 )
             elif plan.kind == "refresh":
                 span.set_attribute("db.operation.name", "set_payload")
                 await asyncio.to_thread(
-                    self._store.set_payload, event.tenant, event.doc_id, _document_payload(event)
+                    self._store.set_payload,
+                    event.tenant,
+                    event.doc_id,
+                    document_update(document_fields(event)),
                 )
             else:
                 span.set_attribute("db.operation.name", "upsert")
@@ -199,13 +192,13 @@ class IndexWriter:
 
     def _upsert(self, plan: _Plan) -> None:
         event = plan.event
-        base = _document_payload(event)
+        document = document_fields(event)
         self._store.upsert(
             [
                 ChunkPoint(
                     id=point_id(event.tenant, event.doc_id, chunk.chunk_no),
                     vector=vector,
-                    payload={**base, "chunk_no": chunk.chunk_no, "text": chunk.text},
+                    chunk=StoredChunk(document, chunk.chunk_no, chunk.text),
                 )
                 for chunk, vector in zip(plan.chunks, plan.vectors, strict=True)
             ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from acl.filter import PermissionFilter
 from core.errors import UpstreamUnavailable
+from retrieval.records import StoredChunk
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, Hit
 from retrieval.store import VectorStore
 
@@ -61,9 +62,9 @@ class OutageSwitchStore:
         self._check()
         return self._inner.count(tenant=tenant, doc_id=doc_id)
 
-    def payloads(self, *, tenant: str) -> Iterator[dict[str, Any]]:
+    def chunks(self, *, tenant: str) -> Iterator[StoredChunk]:
         self._check()
-        return self._inner.payloads(tenant=tenant)
+        return self._inner.chunks(tenant=tenant)
 
     def close(self) -> None:
         self._inner.close()

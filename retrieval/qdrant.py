@@ -13,6 +13,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from acl.filter import MatchAny, PermissionFilter
+from retrieval.records import StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
     VECTOR_NAME,
@@ -82,7 +83,7 @@ class QdrantServerStore:
         self._client.upsert(
             self._alias,
             points=[
-                models.PointStruct(id=p.id, vector={VECTOR_NAME: p.vector}, payload=p.payload)
+                models.PointStruct(id=p.id, vector={VECTOR_NAME: p.vector}, payload=p.payload())
                 for p in points
             ],
             wait=True,
@@ -117,10 +118,7 @@ class QdrantServerStore:
             limit=limit,
             with_payload=True,
         )
-        return [
-            Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
-            for p in response.points
-        ]
+        return [Hit.of(p.id, p.score, p.payload) for p in response.points]
 
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
         if not keys:
@@ -167,7 +165,7 @@ class QdrantServerStore:
             self._alias, count_filter=models.Filter(must=must), exact=True
         ).count
 
-    def payloads(self, *, tenant: str) -> Iterator[dict[str, Any]]:
+    def chunks(self, *, tenant: str) -> Iterator[StoredChunk]:
         offset: models.ExtendedPointId | None = None
         while True:
             records, offset = self._client.scroll(
@@ -179,7 +177,7 @@ class QdrantServerStore:
                 with_vectors=False,
             )
             for record in records:
-                yield dict(record.payload or {})
+                yield StoredChunk.from_payload(dict(record.payload or {}))
             if offset is None:
                 return
 

@@ -18,6 +18,7 @@ import numpy
 import qdrant_edge as qe
 
 from acl.filter import MatchAny, PermissionFilter
+from retrieval.records import StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
     VECTOR_NAME,
@@ -64,7 +65,7 @@ class EdgeStore:
         if not points:
             return
         operation = qe.UpdateOperation.upsert_points(
-            [qe.Point(p.id, {VECTOR_NAME: p.vector}, p.payload) for p in points]
+            [qe.Point(p.id, {VECTOR_NAME: p.vector}, p.payload()) for p in points]
         )
         with self._write_lock:
             self._ready().update(operation)
@@ -90,10 +91,7 @@ class EdgeStore:
             filter=_permission_filter(permission),
             with_payload=True,
         )
-        return [
-            Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
-            for p in self._ready().query(request)
-        ]
+        return [Hit.of(p.id, p.score, p.payload) for p in self._ready().query(request)]
 
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
         ids: list[qe.PointId] = [state_point_id(*key) for key in keys]
@@ -120,7 +118,7 @@ class EdgeStore:
         ]
         return self._ready().count(qe.CountRequest(filter=qe.Filter(must=must), exact=True))
 
-    def payloads(self, *, tenant: str) -> Iterator[dict[str, Any]]:
+    def chunks(self, *, tenant: str) -> Iterator[StoredChunk]:
         offset: qe.PointId | None = None
         while True:
             records, offset = self._ready().scroll(
@@ -133,7 +131,7 @@ class EdgeStore:
                 )
             )
             for record in records:
-                yield dict(record.payload or {})
+                yield StoredChunk.from_payload(dict(record.payload or {}))
             if offset is None:
                 return
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from retrieval.records import StoredChunk
+
 VECTOR_NAME = "dense"
 # A fixed namespace so every process derives the same point id for the same chunk.
 POINT_NAMESPACE = uuid.UUID("5b0c3f5e-3c4a-4d0e-9a55-6f1d3b7c2a10")
@@ -70,11 +72,14 @@ def versioned_collection(alias: str, model: str, dim: int) -> str:
 
 @dataclass(frozen=True)
 class ChunkPoint:
-    """One chunk ready to store: id, dense vector and the reserved payload."""
+    """One chunk ready to store: id, dense vector and the typed record of its payload."""
 
     id: str
     vector: list[float]
-    payload: dict[str, Any]
+    chunk: StoredChunk
+
+    def payload(self) -> dict[str, Any]:
+        return self.chunk.to_payload()
 
 
 DocumentKey = tuple[str, str]
@@ -120,16 +125,23 @@ def states_by_key(payloads: Iterable[dict[str, Any] | None]) -> dict[DocumentKey
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result; ``payload`` holds the reserved keys."""
+    """One search result: the point's id, its score and the stored chunk."""
 
     id: str
     score: float
-    payload: dict[str, Any]
+    chunk: StoredChunk
+
+    @classmethod
+    def of(cls, point_id: object, score: float, payload: dict[str, Any] | None) -> Hit:
+        """A hit from an engine's scored point (its id, score and payload)."""
+        return cls(
+            id=str(point_id), score=float(score), chunk=StoredChunk.from_payload(payload or {})
+        )
 
     @property
     def doc_id(self) -> str:
-        return str(self.payload["doc_id"])
+        return self.chunk.doc_id
 
     @property
     def chunk_no(self) -> int:
-        return int(self.payload["chunk_no"])
+        return self.chunk.chunk_no

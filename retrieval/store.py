@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from acl.filter import PermissionFilter
 from core.settings import Settings
+from retrieval.records import StoredChunk
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, Hit
 
 
@@ -44,8 +45,8 @@ class VectorStore(Protocol):
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         """Exact number of stored points, optionally for one tenant or one document."""
 
-    def payloads(self, *, tenant: str) -> Iterator[dict[str, Any]]:
-        """Every chunk payload of a tenant (audits and consistency checks, not serving)."""
+    def chunks(self, *, tenant: str) -> Iterator[StoredChunk]:
+        """Every stored chunk of a tenant (audits and consistency checks, not serving)."""
 
     def close(self) -> None:
         """Flush and release the store."""

@@ -23,7 +23,7 @@ def fit_sources(hits: list[Hit], *, budget_tokens: int) -> list[Hit]:
     kept: list[Hit] = []
     used = 0
     for hit in hits:
-        cost = len(str(hit.payload.get("text", ""))) // CHARS_PER_TOKEN + 16
+        cost = len(hit.chunk.text) // CHARS_PER_TOKEN + 16
         if used + cost > budget_tokens:
             break
         kept.append(hit)
@@ -36,7 +36,7 @@ def system_prompt(sources: list[Hit]) -> str:
     if not sources:
         return NO_SOURCES
     blocks = [
-        f"[{n}] {hit.payload.get('title') or hit.doc_id}\n{hit.payload.get('text', '')}"
+        f"[{n}] {hit.chunk.title or hit.doc_id}\n{hit.chunk.text}"
         for n, hit in enumerate(sources, start=1)
     ]
     return GROUNDING + "\n\nSources:\n\n" + "\n\n".join(blocks)

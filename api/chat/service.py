@@ -83,8 +83,7 @@ class Answerer:
             [(m["role"], m["content"]) for m in messages],
             hits=len(hits),
             top_score=hits[0].score if hits else None,
-            context_tokens=sum(len(str(h.payload.get("text", ""))) for h in sources)
-            // CHARS_PER_TOKEN,
+            context_tokens=sum(len(h.chunk.text) for h in sources) // CHARS_PER_TOKEN,
             retrieval=request.headwater.retrieval.enabled,
         )
         route = self._route(request.model, signals)
@@ -212,7 +211,7 @@ def _citation(hit: Hit) -> Citation:
     return Citation(
         doc_id=hit.doc_id,
         chunk_no=hit.chunk_no,
-        title=hit.payload.get("title"),
-        uri=hit.payload.get("uri"),
+        title=hit.chunk.title,
+        uri=hit.chunk.uri,
         score=round(hit.score, 4),
     )

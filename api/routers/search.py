@@ -66,11 +66,11 @@ async def search(
                 doc_id=hit.doc_id,
                 chunk_no=hit.chunk_no,
                 score=round(hit.score, 4),
-                title=hit.payload.get("title"),
-                uri=hit.payload.get("uri"),
-                source=hit.payload.get("source"),
-                version=int(hit.payload.get("version", 0)),
-                text=str(hit.payload.get("text", "")),
+                title=hit.chunk.title,
+                uri=hit.chunk.uri,
+                source=hit.chunk.source,
+                version=hit.chunk.version,
+                text=hit.chunk.text,
             )
             for hit in hits
         ]

@@ -76,11 +76,11 @@ async def test_published_document_is_chunked_embedded_and_stored(
     assert delivered.topic == settings.documents_topic
     chunks = await _wait_indexed(clients, "long-doc")
     assert chunks > 1, "a long document is split into several chunks"
-    payload = clients.store.search(
+    chunk = clients.store.search(
         embedder_vector(clients, "salary review"), permission=_hr(), limit=1
-    )[0].payload
-    assert payload["acl_groups"] == ["hr"] and payload["tenant"] == "acme"
-    assert payload["version"] == 1 and len(payload["content_sha256"]) == 64
+    )[0].chunk
+    assert chunk.acl.groups == ("hr",) and chunk.tenant == "acme"
+    assert chunk.version == 1 and len(chunk.document.content_sha256 or "") == 64
 
 
 async def test_malformed_message_goes_to_the_dlq_and_consumption_continues(

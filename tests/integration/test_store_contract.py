@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from acl.filter import PermissionFilter, RequestFilter
-from acl.models import Principal
+from acl.models import DocumentAcl, Principal
 from retrieval.qdrant import QdrantServerStore
 from retrieval.qdrant_edge import EdgeStore
+from retrieval.records import DocumentFields, StoredChunk
 from retrieval.schema import ChunkPoint, point_id
 from retrieval.store import VectorStore
 
@@ -27,19 +28,20 @@ def _vector(seed: int) -> list[float]:
 
 
 def _point(tenant: str, doc_id: str, chunk_no: int, *, seed: int, **acl: object) -> ChunkPoint:
-    payload = {
-        "tenant": tenant,
-        "doc_id": doc_id,
-        "chunk_no": chunk_no,
-        "version": 1,
-        "text": f"{doc_id} chunk {chunk_no}",
-        "source": acl.pop("source", "wiki"),
-        "acl_users": list(acl.get("users", [])),  # type: ignore[call-overload]
-        "acl_groups": list(acl.get("groups", [])),  # type: ignore[call-overload]
-        "acl_public": bool(acl.get("public", False)),
-        "metadata": {"department": acl.get("department", "none")},
-    }
-    return ChunkPoint(point_id(tenant, doc_id, chunk_no), _vector(seed), payload)
+    document = DocumentFields(
+        tenant=tenant,
+        doc_id=doc_id,
+        version=1,
+        source=str(acl.pop("source", "wiki")),
+        acl=DocumentAcl(
+            users=tuple(acl.get("users", [])),  # type: ignore[call-overload]
+            groups=tuple(acl.get("groups", [])),  # type: ignore[call-overload]
+            public=bool(acl.get("public", False)),
+        ),
+        metadata={"department": acl.get("department", "none")},
+    )
+    chunk = StoredChunk(document, chunk_no, f"{doc_id} chunk {chunk_no}")
+    return ChunkPoint(point_id(tenant, doc_id, chunk_no), _vector(seed), chunk)
 
 
 @pytest.fixture(params=["edge", "server"])
@@ -146,8 +148,8 @@ def test_document_states_round_trip_and_tombstones(store: VectorStore) -> None:
     assert store.count(tenant="acme") == 5, "state records never count as chunks"
 
 
-def test_payloads_lists_every_chunk_of_one_tenant(store: VectorStore) -> None:
-    acme = sorted((p["doc_id"], p["chunk_no"]) for p in store.payloads(tenant="acme"))
+def test_chunks_lists_every_chunk_of_one_tenant(store: VectorStore) -> None:
+    acme = sorted((c.doc_id, c.chunk_no) for c in store.chunks(tenant="acme"))
     assert acme == [
         ("alice-notes", 0),
         ("handbook", 0),
@@ -155,4 +157,4 @@ def test_payloads_lists_every_chunk_of_one_tenant(store: VectorStore) -> None:
         ("hr-salaries", 1),
         ("nobody", 0),
     ]
-    assert [p["doc_id"] for p in store.payloads(tenant="globex")] == ["globex-public"]
+    assert [c.doc_id for c in store.chunks(tenant="globex")] == ["globex-public"]

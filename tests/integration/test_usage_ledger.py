@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
-from api.usage_cli import usage
+from headwater.usage_cli import usage
 from typer.testing import CliRunner
 
 from api.audit import AuditLog, AuditRecord

@@ -103,7 +103,7 @@ async def test_acl_change_re_permissions_every_chunk_without_embedding(
     assert _visible(store, HR, query) == set()
     assert _visible(store, FINANCE, query) == {"policy"}
     assert store.count(doc_id="policy") == chunks
-    assert {p["version"] for p in store.payloads(tenant="acme")} == {2}
+    assert {c.version for c in store.chunks(tenant="acme")} == {2}
 
 
 async def test_unchanged_text_is_not_re_embedded_but_its_payload_is_updated(
@@ -118,7 +118,7 @@ async def test_unchanged_text_is_not_re_embedded_but_its_payload_is_updated(
         permission=PermissionFilter.for_principal(FINANCE),
         limit=5,
     )
-    assert (hit.payload["title"], hit.payload["version"], hit.payload["acl_public"]) == (
+    assert (hit.chunk.title, hit.chunk.version, hit.chunk.acl.public) == (
         "New title",
         2,
         True,

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[3]
 PACKAGES = ("acl", "api", "core", "inference", "ingest", "retrieval", "bench", "deploy")
 ADAPTERS = {"retrieval/qdrant.py", "retrieval/qdrant_edge.py"}
 ENGINE_READS = {"query", "query_points", "query_batch", "search_batch", "recommend", "discover"}
-MAINTENANCE = {"payloads": {"scroll"}, "count": {"count"}, "document_states": {"retrieve"}}
+MAINTENANCE = {"chunks": {"scroll"}, "count": {"count"}, "document_states": {"retrieve"}}
 
 
 def _sources() -> list[tuple[str, ast.Module]]:

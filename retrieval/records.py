@@ -1,0 +1,142 @@
+"""The stored point's typed record: the one place that writes and reads its payload.
+
+Every chunk's payload carries the reserved keys of ARCHITECTURE.md ("Qdrant collection").
+The ingest writer builds a :class:`StoredChunk` (and the payload updates of an ACL change
+or a metadata refresh through :func:`acl_update` and :func:`document_update`); searches
+hand back :class:`~retrieval.schema.Hit` objects carrying one. No other package spells a
+payload key (tests/unit/test_import_rules.py holds it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from acl.models import DocumentAcl
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class DocumentFields:
+    """What every chunk of one document version carries (its text aside)."""
+
+    tenant: str
+    doc_id: str
+    version: int
+    acl: DocumentAcl
+    title: str | None = None
+    uri: str | None = None
+    source: str | None = None
+    content_sha256: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    indexed_at: str = field(default_factory=_now)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "doc_id": self.doc_id,
+            "version": self.version,
+            "title": self.title,
+            "uri": self.uri,
+            "source": self.source,
+            **acl_payload(self.acl),
+            "indexed_at": self.indexed_at,
+            "content_sha256": self.content_sha256,
+            # Free-form metadata lives under its own key: it never overwrites a reserved one.
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> DocumentFields:
+        return cls(
+            tenant=str(payload["tenant"]),
+            doc_id=str(payload["doc_id"]),
+            version=int(payload.get("version", 0)),
+            acl=DocumentAcl(
+                users=tuple(payload.get("acl_users") or ()),
+                groups=tuple(payload.get("acl_groups") or ()),
+                public=bool(payload.get("acl_public", False)),
+            ),
+            title=payload.get("title"),
+            uri=payload.get("uri"),
+            source=payload.get("source"),
+            content_sha256=payload.get("content_sha256"),
+            metadata=dict(payload.get("metadata") or {}),
+            indexed_at=str(payload.get("indexed_at") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """One stored chunk: its document's fields, its number and its text."""
+
+    document: DocumentFields
+    chunk_no: int
+    text: str
+
+    @property
+    def tenant(self) -> str:
+        return self.document.tenant
+
+    @property
+    def doc_id(self) -> str:
+        return self.document.doc_id
+
+    @property
+    def version(self) -> int:
+        return self.document.version
+
+    @property
+    def title(self) -> str | None:
+        return self.document.title
+
+    @property
+    def uri(self) -> str | None:
+        return self.document.uri
+
+    @property
+    def source(self) -> str | None:
+        return self.document.source
+
+    @property
+    def acl(self) -> DocumentAcl:
+        return self.document.acl
+
+    def with_document(self, **changes: Any) -> StoredChunk:
+        """A copy whose document fields are changed (tests and tools)."""
+        return replace(self, document=replace(self.document, **changes))
+
+    def to_payload(self) -> dict[str, Any]:
+        return {**self.document.to_payload(), "chunk_no": self.chunk_no, "text": self.text}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> StoredChunk:
+        return cls(
+            document=DocumentFields.from_payload(payload),
+            chunk_no=int(payload.get("chunk_no", 0)),
+            text=str(payload.get("text") or ""),
+        )
+
+
+def acl_payload(acl: DocumentAcl) -> dict[str, Any]:
+    """The ACL as its three reserved payload keys."""
+    return {
+        "acl_users": list(acl.users),
+        "acl_groups": list(acl.groups),
+        "acl_public": acl.public,
+    }
+
+
+def acl_update(acl: DocumentAcl, version: int) -> dict[str, Any]:
+    """The payload update of an ACL change: the chunks take the document's new version
+    with its new ACL (no re-embedding)."""
+    return {**acl_payload(acl), "version": version}
+
+
+def document_update(document: DocumentFields) -> dict[str, Any]:
+    """The payload update of a new version whose text is unchanged (nothing re-embedded)."""
+    return document.to_payload()
