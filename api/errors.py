@@ -52,6 +52,10 @@ async def _headwater_error(_: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        # Where the parser stopped is no field name (FastAPI puts a character offset there).
+        message = "the request body is not valid JSON"
+        return _respond(400, error_body(message, error_type="invalid_request_error"))
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(location) or None
     message = f"{param}: {first.get('msg', 'invalid value')}" if param else "invalid request body"

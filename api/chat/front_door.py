@@ -69,8 +69,16 @@ class ChatFrontDoor:
         # disconnect, which the handler watches to cancel upstream work.
         request = Request(scope, receive)
         try:
+            # FastAPI's order: a body that is not JSON fails before the dependencies run
+            # (authentication included); a JSON body that fails validation, after them.
+            raw = await request.body()
+            parsed = _parsed(raw)
+            if isinstance(parsed, ValidationError) and _not_json(parsed):
+                raise _request_error(parsed, raw)
             principal = await get_rate_limited_principal(request)
-            body = _validated(await request.body())
+            if isinstance(parsed, ValidationError):
+                raise _request_error(parsed, raw)
+            body = parsed
             response = await chat_completions(
                 body=body,
                 principal=principal,
@@ -119,10 +127,19 @@ def _server_span(scope: Scope) -> trace.Span:
     )
 
 
-def _validated(raw: bytes) -> ChatCompletionRequest:
-    """The body as the route's model; a bad body fails as FastAPI's validation does."""
+def _parsed(raw: bytes) -> ChatCompletionRequest | ValidationError:
+    """The body as the route's model, or why it is not one (parsed once)."""
     try:
         return ChatCompletionRequest.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        raise RequestValidationError(errors, body=raw) from None
+        return exc
+
+
+def _not_json(exc: ValidationError) -> bool:
+    return any(error["type"] == "json_invalid" for error in exc.errors())
+
+
+def _request_error(exc: ValidationError, raw: bytes) -> RequestValidationError:
+    """The error FastAPI raises for the same body (its locations start at ``body``)."""
+    errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+    return RequestValidationError(errors, body=raw)
