@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from acl.directory import GroupDirectory
 from acl.keys import ApiKeyAuthenticator, Authenticator
@@ -22,6 +23,7 @@ from inference.pool import BackendPools, Tier, TierPool
 from inference.router import ModelRouter
 from inference.scoring import AutoRouter
 from inference.service import ChatGateway
+from inference.tokens import open_token_counter
 from inference.vllm import OpenAIBackend
 from ingest.publish import DocumentPublisher
 from retrieval.embedding import Embedder
@@ -105,6 +107,13 @@ def _audit_log(settings: Settings, shared: KafkaProducer, stack: AsyncExitStack)
     return audit
 
 
+def _tokenizers(settings: Settings) -> list[Path | None]:
+    """The tokenizer file of each configured tier."""
+    if settings.llm_large_url:
+        return [settings.llm_small_tokenizer, settings.llm_large_tokenizer]
+    return [settings.llm_small_tokenizer]
+
+
 def _urls(value: str) -> list[str]:
     return [url.strip() for url in value.split(",") if url.strip()]
 
@@ -173,6 +182,7 @@ async def open_api_services(
                 gateway=ChatGateway(pools),
                 firewall=PiiFirewall(score_threshold=settings.firewall_score_threshold),
                 settings=settings,
+                tokens=open_token_counter(_tokenizers(settings)),
             ),
             rate_limiter=RateLimiter(
                 rate_per_s=settings.rate_limit_rps, burst=settings.rate_limit_burst

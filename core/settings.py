@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         None, description="Comma-separated like the small tier. Unset: 'large' is served by small."
     )
     llm_large_model: str | None = None
+    llm_small_tokenizer: Path | None = Field(
+        None,
+        description="The small model's tokenizer.json (or its folder): prompts are budgeted "
+        "in its tokens. Unset: one token per UTF-8 byte (never overflows, wastes the window).",
+    )
+    llm_large_tokenizer: Path | None = Field(None, description="The large model's tokenizer.")
     llm_timeout_s: float = Field(120.0, gt=0, description="Whole-request limit per upstream call.")
     llm_first_token_timeout_s: float = Field(
         30.0, gt=0, description="Limit until the upstream's response (or first stream chunk)."
@@ -138,6 +144,21 @@ class Settings(BaseSettings):
     )
     firewall_score_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum detector confidence to act on a finding."
+    )
+
+    # Grounded answers: when the caller's retrieval finds nothing readable above the floor,
+    # "refuse" answers that nothing was found (no model call, nothing invented); "answer"
+    # lets the model speak without sources.
+    grounding_policy: Literal["refuse", "answer"] = "refuse"
+    grounding_tenant_policies: dict[str, Literal["refuse", "answer"]] = Field(
+        default_factory=dict, description='Per-tenant overrides, JSON: {"acme": "answer"}.'
+    )
+    grounding_min_score: float = Field(
+        0.25,
+        ge=-1,
+        le=1,
+        description="Relevance floor: the cosine similarity (question vs. chunk) a source "
+        "needs to ground an answer.",
     )
 
     # Overload: per-key token bucket (requests/s and burst); 0 turns it off.

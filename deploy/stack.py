@@ -125,6 +125,7 @@ def _local_env(paths: StackPaths, *, kafka_port: int, llm_port: int) -> dict[str
         "HEADWATER_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
         "HEADWATER_LLM_SMALL_URL": f"http://127.0.0.1:{llm_port}/v1",
         "HEADWATER_LLM_SMALL_MODEL": LLM_MODEL_NAME,
+        "HEADWATER_LLM_SMALL_TOKENIZER": str(paths.models_dir / LLM_MODEL_NAME),
         "HEADWATER_DATA_DIR": str(paths.data_dir),
         "HEADWATER_API_KEYS_FILE": os.environ.get(
             "HEADWATER_API_KEYS_FILE", str(REPO / "deploy/local/api-keys.json")

@@ -9,6 +9,7 @@ from typing import Any
 
 from acl.models import Principal
 from api.audit import ServedChunk
+from api.chat.grounding import used_citations
 from api.chat.protocol import Citation
 from api.usage import meter_tokens
 from inference.firewall import Finding, Policy
@@ -28,6 +29,7 @@ class PreparedAnswer:
     usage: dict[str, int] = field(default_factory=dict)
     served: Served | None = None
     findings: Counter[str] = field(default_factory=Counter)
+    refused: bool = False  # nothing readable grounds it: answered by the refusal, no model
 
     @property
     def model(self) -> str:
@@ -60,11 +62,14 @@ class PreparedAnswer:
             route["served_tier"] = self.served.tier
         return route
 
-    def extension(self) -> dict[str, Any]:
-        """The ``headwater`` object added to responses."""
+    def extension(self, answer: str | None = None) -> dict[str, Any]:
+        """The ``headwater`` object added to responses; with the ``answer`` text, the
+        citations are those it used (``api.chat.grounding``)."""
+        citations = self.citations if answer is None else used_citations(answer, self.citations)
         return {
-            "citations": [c.model_dump() for c in self.citations],
+            "citations": [c.model_dump() for c in citations],
             "route": self.route_extension(),
+            "grounding": {"sources": len(self.citations), "refused": self.refused},
         }
 
     def route_header(self) -> str:

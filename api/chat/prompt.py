@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from inference.tokens import TokenCounter
 from retrieval.schema import Hit
 
 GROUNDING = (
@@ -14,16 +15,17 @@ NO_SOURCES = (
     "No document the user may read matches this question: say that you could not find "
     "it in the documents available to them. Do not guess."
 )
-# Rough characters per model token, to keep the prompt inside the context window.
-CHARS_PER_TOKEN = 3
+# Tokens a source costs beyond its text: its number, title and the blank lines around it.
+SOURCE_OVERHEAD_TOKENS = 16
 
 
-def fit_sources(hits: list[Hit], *, budget_tokens: int) -> list[Hit]:
-    """The best-scoring hits whose text fits in ``budget_tokens`` (in rank order)."""
+def fit_sources(hits: list[Hit], *, budget_tokens: int, tokens: TokenCounter) -> list[Hit]:
+    """The best-scoring hits whose text fits in ``budget_tokens`` (in rank order), each
+    counted with the served model's tokenizer (``inference.tokens``)."""
     kept: list[Hit] = []
     used = 0
     for hit in hits:
-        cost = len(hit.chunk.text) // CHARS_PER_TOKEN + 16
+        cost = tokens.count(hit.chunk.text) + SOURCE_OVERHEAD_TOKENS
         if used + cost > budget_tokens:
             break
         kept.append(hit)

@@ -73,3 +73,8 @@ class Citation(BaseModel):
     title: str | None = None
     uri: str | None = None
     score: float
+    used: bool = Field(
+        True,
+        description="False when the answer cited no source by number: it was in the "
+        "prompt, but the model did not say whether it used it.",
+    )

@@ -13,8 +13,15 @@ from opentelemetry import trace
 from acl.filter import PermissionFilter
 from acl.models import Principal
 from api.audit import ServedChunk
+from api.chat.grounding import (
+    REFUSED_REASON,
+    GroundingPolicy,
+    refusal_chunks,
+    refusal_completion,
+    relevant,
+)
 from api.chat.prepared import PreparedAnswer
-from api.chat.prompt import CHARS_PER_TOKEN, fit_sources, system_prompt
+from api.chat.prompt import fit_sources, system_prompt
 from api.chat.protocol import ChatCompletionRequest, Citation
 from api.chat.streaming import relay_sse
 from core.errors import InvalidRequest
@@ -24,6 +31,7 @@ from inference.firewall import Finding, PiiFirewall, Policy, record
 from inference.router import ModelRouter, Route
 from inference.scoring import RouteSignals
 from inference.service import ChatGateway, UpstreamStream
+from inference.tokens import TokenCounter, Utf8Bound
 from inference.vllm import JSON
 from retrieval.schema import Hit
 from retrieval.service import Retriever
@@ -50,12 +58,20 @@ class Answerer:
         gateway: ChatGateway,
         firewall: PiiFirewall,
         settings: Settings,
+        tokens: TokenCounter | None = None,
     ):
         self._retriever = retriever
         self._router = router
         self._gateway = gateway
         self._firewall = firewall
         self._settings = settings
+        self._tokens = tokens or Utf8Bound()
+
+    def grounding(self, principal: Principal) -> GroundingPolicy:
+        """The tenant's answer when nothing readable grounds the question."""
+        return self._settings.grounding_tenant_policies.get(
+            principal.tenant, self._settings.grounding_policy
+        )
 
     def policy(self, principal: Principal) -> Policy:
         return self._settings.firewall_tenant_policies.get(
@@ -68,8 +84,9 @@ class Answerer:
         )
         policy = self.policy(principal)
         messages, findings = self._screen_input(request, policy)
-        hits = await self._retrieve(principal, request, messages)
-        prompt_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
+        retrieved = await self._retrieve(principal, request, messages)
+        hits = relevant(retrieved, min_score=self._settings.grounding_min_score)
+        prompt_tokens = sum(self._tokens.count(m["content"]) for m in messages)
         budget = self._settings.llm_context_tokens - max_tokens - prompt_tokens - 128
         if budget < 0:
             raise InvalidRequest(
@@ -78,15 +95,18 @@ class Answerer:
                 param="messages",
                 code="context_length_exceeded",
             )
-        sources = fit_sources(hits, budget_tokens=budget)
+        sources = fit_sources(hits, budget_tokens=budget, tokens=self._tokens)
         signals = RouteSignals.from_messages(
             [(m["role"], m["content"]) for m in messages],
             hits=len(hits),
-            top_score=hits[0].score if hits else None,
-            context_tokens=sum(len(h.chunk.text) for h in sources) // CHARS_PER_TOKEN,
+            top_score=retrieved[0].score if retrieved else None,
+            context_tokens=sum(self._tokens.count(h.chunk.text) for h in sources),
             retrieval=request.headwater.retrieval.enabled,
         )
         route = self._route(request.model, signals)
+        refused = signals.retrieval and not sources and self.grounding(principal) == "refuse"
+        if refused:
+            route = Route(route.tier, route.model, REFUSED_REASON)
         # Without retrieval the gateway passes the conversation through as it came.
         grounding = [{"role": "system", "content": system_prompt(sources)}]
         body: JSON = {
@@ -104,6 +124,7 @@ class Answerer:
             principal,
             policy,
             chunks=[ServedChunk.of(hit) for hit in sources],
+            refused=refused,
         )
         prepared.note("input", findings)
         return prepared
@@ -167,10 +188,12 @@ class Answerer:
             return route
 
     async def complete(self, prepared: PreparedAnswer) -> JSON:
+        if prepared.refused:
+            return refusal_completion(prepared.model, prepared.extension())
         result, prepared.served = await self._gateway.complete(prepared.route.tier, prepared.body)
         prepared.meter(result.get("usage"))
         self._screen_output(prepared, result)
-        return {**result, "headwater": prepared.extension()}
+        return {**result, "headwater": prepared.extension(_answer_text(result))}
 
     def _screen_output(self, prepared: PreparedAnswer, result: JSON) -> None:
         with _tracer.start_as_current_span("guardrail output"):
@@ -189,22 +212,31 @@ class Answerer:
             record("output", found, prepared.policy)
             prepared.note("output", found)
 
-    async def open_stream(self, prepared: PreparedAnswer) -> UpstreamStream:
+    async def open_stream(self, prepared: PreparedAnswer) -> UpstreamStream | None:
         """The upstream stream, started (its first chunk in hand): failures before the
         first token were retried on other replicas or the other tier, and what answered
-        is recorded on ``prepared.served``."""
+        is recorded on ``prepared.served``. None for a refusal (no model is called)."""
+        if prepared.refused:
+            return None
         upstream, prepared.served = await self._gateway.open_stream(
             prepared.route.tier, prepared.body
         )
         return upstream
 
     def stream_sse(
-        self, prepared: PreparedAnswer, upstream: UpstreamStream, *, include_usage: bool
+        self, prepared: PreparedAnswer, upstream: UpstreamStream | None, *, include_usage: bool
     ) -> AsyncGenerator[str]:
-        """Server-sent events for a started stream (api.chat.streaming)."""
+        """Server-sent events for a started stream (api.chat.streaming), or the refusal's."""
+        chunks = upstream or refusal_chunks(prepared.model, include_usage=include_usage)
         return relay_sse(
-            prepared, upstream, self._firewall.stream(prepared.policy), include_usage=include_usage
+            prepared, chunks, self._firewall.stream(prepared.policy), include_usage=include_usage
         )
+
+
+def _answer_text(result: JSON) -> str:
+    choices = result.get("choices") or [{}]
+    content = (choices[0].get("message") or {}).get("content")
+    return content if isinstance(content, str) else ""
 
 
 def _citation(hit: Hit) -> Citation:

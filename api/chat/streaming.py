@@ -44,7 +44,7 @@ class ClosingStreamingResponse(StreamingResponse):
 
 async def relay_sse(
     prepared: PreparedAnswer,
-    upstream: UpstreamStream,
+    upstream: UpstreamStream | AsyncGenerator[JSON],
     redactor: StreamRedactor,
     *,
     include_usage: bool,
@@ -56,6 +56,7 @@ async def relay_sse(
     """
     last: JSON = {}
     usage_chunk: JSON | None = None
+    answer: list[str] = []  # what the client was sent: the citations it used
     # Not the current span: a generator's frames must not attach contexts across yields.
     guard = _tracer.start_span("guardrail output")
     try:
@@ -68,6 +69,7 @@ async def relay_sse(
                 continue
             chunk.pop("usage", None)
             if _redact_chunk(chunk, redactor):
+                answer.extend(_contents(chunk))
                 yield _sse(chunk)
             if redactor.blocked:
                 await upstream.aclose()  # stop generating: nothing more may be shown
@@ -82,7 +84,7 @@ async def relay_sse(
                 "created": last.get("created"),
                 "model": last.get("model"),
                 "choices": [],
-                "headwater": prepared.extension(),
+                "headwater": prepared.extension("".join(answer)),
             }
         )
         if include_usage and usage_chunk is not None:
@@ -105,7 +107,9 @@ def _redact_chunk(chunk: JSON, redactor: StreamRedactor) -> bool:
     to send in this chunk."""
     keep = False
     for choice in chunk["choices"]:
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = choice["delta"] = {}
         content = delta.get("content")
         finished = choice.get("finish_reason") is not None
         if isinstance(content, str) or finished:
@@ -120,6 +124,11 @@ def _redact_chunk(chunk: JSON, redactor: StreamRedactor) -> bool:
         keep = keep or bool(delta.get("content")) or bool(delta.get("role"))
         keep = keep or choice.get("finish_reason") is not None or bool(delta.get("tool_calls"))
     return keep
+
+
+def _contents(chunk: JSON) -> list[str]:
+    deltas = (choice.get("delta") or {} for choice in chunk["choices"])
+    return [delta["content"] for delta in deltas if isinstance(delta.get("content"), str)]
 
 
 def _sse(payload: JSON) -> str:

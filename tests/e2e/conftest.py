@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
+from deploy.stack import LLM_MODEL_NAME, StackPaths
 from headwater.processes import build_app
 
 HR_KEY, ENG_KEY, CONNECTOR_KEY = "e2e-hr-key", "e2e-eng-key", "e2e-connector-key"
@@ -38,6 +39,7 @@ def settings(
     return Settings(
         kafka_bootstrap=kafka_bootstrap,
         llm_small_url=llm_url,
+        llm_small_tokenizer=StackPaths.default().models_dir / LLM_MODEL_NAME,
         data_dir=root / "data",
         api_keys_file=keys,
         consumer_group=f"e2e-{uuid.uuid4().hex[:8]}",

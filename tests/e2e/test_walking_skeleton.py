@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from api.chat.grounding import REFUSAL, REFUSED_REASON
 from core.kafka import KafkaProducer
 from core.settings import Settings
 from ingest.models import DocumentEvent
@@ -143,6 +144,28 @@ def test_user_outside_hr_gets_no_citation_and_none_of_the_text(
     chunks = [json.loads(event) for event in events[:-1]]
     assert chunks[-1]["headwater"]["citations"] == []
     assert CANARY not in raw and "74,000" not in raw
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == REFUSAL, "nothing readable: the answer says so, streamed too"
+
+
+def test_a_user_who_may_read_nothing_relevant_is_told_so_and_nothing_is_invented(
+    client: TestClient, published: dict[str, Any], spans: InMemorySpanExporter
+) -> None:
+    """The quickstart's bob: his question finds nothing he may read, so the answer says
+    that (the default grounding policy), with no figures and no model call."""
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": QUESTION}]},
+        headers=auth(ENG_KEY),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    content = body["choices"][0]["message"]["content"]
+    assert content == REFUSAL and not any(ch.isdigit() for ch in content)
+    assert body["headwater"]["citations"] == []
+    assert body["headwater"]["grounding"] == {"sources": 0, "refused": True}
+    assert body["headwater"]["route"]["reason"] == REFUSED_REASON
+    assert not [s for s in spans.get_finished_spans() if s.name.startswith("chat ")]
 
 
 def test_ingest_trace_runs_from_the_publish_to_the_upsert(published: dict[str, Any]) -> None:

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
-from headwater.usage_cli import usage
 from typer.testing import CliRunner
 
 from api.audit import AuditLog, AuditRecord
 from api.usage import UsageLedger, following_usage
 from core.kafka import KafkaProducer, ensure_topics
 from core.settings import Settings
+from headwater.usage_cli import usage
 
 pytestmark = pytest.mark.integration
 

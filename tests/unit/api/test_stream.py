@@ -139,3 +139,15 @@ async def test_an_unexpected_failure_does_not_leak_internals(answerer: Answerer)
     )
     assert payloads[-1]["error"]["message"] == "internal server error"
     assert "secret" not in json.dumps(payloads)
+
+
+async def test_text_held_back_is_released_on_a_final_chunk_with_an_empty_delta(
+    answerer: Answerer,
+) -> None:
+    """An upstream may end with ``"delta": {}``: what the redactor still held (here the
+    start of a possible email address) goes out with that chunk, not lost."""
+    final = {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    payloads = await _events(
+        answerer, Upstream([_delta("Write to jane"), final]), include_usage=False
+    )
+    assert _text(payloads) == "Write to jane"
