@@ -3,8 +3,10 @@ clients (``headwater.clients``), closed in reverse."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ class Services:
     rate_limiter: RateLimiter
     usage: UsageLedger
     ingest_enabled: bool  # whether this process also runs the ingest worker (/readyz)
+    directory_follower: TopicFollower | None = None  # feeds ``directory``
 
 
 def _authenticator(settings: Settings) -> Authenticator:
@@ -74,16 +77,30 @@ def _authenticator(settings: Settings) -> Authenticator:
 
 
 @contextmanager
-def _following_directory(settings: Settings, directory: GroupDirectory) -> Iterator[None]:
-    """Keep ``directory`` in step with the principals topic, in a background thread."""
+def _following_directory(
+    settings: Settings, directory: GroupDirectory
+) -> Iterator[TopicFollower]:
+    """Keep ``directory`` in step with the principals topic, in a background thread; its
+    freshness is the follower's (``acl.directory``: it fails closed when stale)."""
     follower = TopicFollower(
         settings.kafka_bootstrap, topic=settings.principals_topic, on_record=directory.apply
     )
+    directory.follow(follower.staleness_s)
     follower.start()
     try:
-        yield
+        yield follower
     finally:
         follower.close()
+
+
+def _wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            _log.warning("the group directory has not caught up yet; requests get 503")
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _audit_log(settings: Settings, shared: KafkaProducer, stack: AsyncExitStack) -> AuditLog:
@@ -191,9 +208,19 @@ async def open_api_services(
             producer=producer,
             publisher=DocumentPublisher(producer, settings.documents_topic),
             audit=_audit_log(settings, producer, stack),
-            directory=GroupDirectory(),
+            directory=GroupDirectory(
+                max_staleness_s=settings.directory_max_staleness_s,
+                topic=settings.principals_topic,
+            ),
             ingest_enabled=ingest_enabled,
         )
-        stack.enter_context(_following_directory(settings, services.directory))
+        services.directory_follower = stack.enter_context(
+            _following_directory(settings, services.directory)
+        )
         stack.enter_context(following_usage(settings, services.usage))
+        # Serve once the directory has read its topic (until then it refuses everyone),
+        # or after the bound: /readyz then says why requests are refused.
+        await asyncio.to_thread(
+            _wait_until, services.directory.ready, settings.directory_max_staleness_s
+        )
         yield services

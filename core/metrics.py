@@ -81,6 +81,18 @@ FIREWALL_ACTIONS = Counter(
     ["direction", "entity", "action"],
 )
 
+FOLLOWER_STALENESS = Gauge(
+    "headwater_follower_staleness_seconds",
+    "Seconds since this process's follower of a topic was last caught up with it "
+    "(-1 before it first was).",
+    ["topic"],
+)
+FOLLOWER_ERRORS = Counter(
+    "headwater_follower_errors_total",
+    "Topic records a follower could not apply (skipped) and follower restarts, by kind.",
+    ["topic", "kind"],
+)
+
 AUDIT_FAILURES = Counter(
     "headwater_audit_failures_total",
     "Audit records Kafka did not acknowledge (queued mode; logged with the reason).",

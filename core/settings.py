@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         "needs to ground an answer.",
     )
 
+    # The group directory fails closed: past this many seconds behind its topic (or before
+    # it first caught up) it refuses the users it knows with 503 rather than stale groups.
+    directory_max_staleness_s: float = Field(
+        30.0, gt=0, description="Seconds the group directory may lag its topic and still serve."
+    )
+
     # Overload: per-key token bucket (requests/s and burst); 0 turns it off.
     rate_limit_rps: float = Field(20.0, ge=0, description="Requests/s per API key or user.")
     rate_limit_burst: int = Field(40, ge=1)
@@ -168,6 +174,24 @@ class Settings(BaseSettings):
     # Retrieval
     retrieval_top_k: int = Field(4, ge=1, le=50)
     retrieval_max_top_k: int = Field(20, ge=1)
+    retrieval_mode: Literal["dense", "sparse", "hybrid"] = Field(
+        "hybrid",
+        description="dense (embedding), sparse (BM25) or hybrid (both, fused in one query); "
+        "a collection built before the lexical vector serves dense until re-indexed.",
+    )
+    retrieval_fusion: Literal["rrf", "dbsf"] = Field(
+        "rrf", description="How hybrid search fuses its prefetches: reciprocal rank or DBSF."
+    )
+    retrieval_rerank: Literal["none", "mmr"] = Field(
+        "none",
+        description="mmr: reorder the candidates for diversity (maximal marginal relevance).",
+    )
+    retrieval_mmr_diversity: float = Field(
+        0.3, ge=0, le=1, description="MMR's weight of diversity against relevance (0: relevance)."
+    )
+    retrieval_candidates: int = Field(
+        50, ge=1, le=1000, description="Depth of each hybrid prefetch and of MMR's pool."
+    )
 
     # API
     host: str = "127.0.0.1"

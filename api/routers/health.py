@@ -42,6 +42,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     except Exception:  # noqa: BLE001 - any store failure means not ready
         checks["store"] = False
     checks["kafka"] = await asyncio.to_thread(services.producer.reachable)
+    checks["directory"] = services.directory.ready()
     pools = services.router.pools
     await pools.check()
     for tier, pool in pools.pools.items():

@@ -11,7 +11,9 @@ committed position, for tools that must remember how far they got (DLQ replay).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from core.errors import UpstreamUnavailable
 from core.kafka.headers import header_pairs
+from core.metrics import FOLLOWER_ERRORS, FOLLOWER_STALENESS
 
 _log = logging.getLogger(__name__)
 
@@ -78,8 +81,14 @@ def _partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
 
 class TopicFollower:
     """Reads every partition of ``topic`` from the beginning in a background thread, then
-    follows it; after a failure it starts over from the beginning (``on_record`` must be
-    idempotent). ``positions`` are recorded only after ``on_record`` returned."""
+    follows it; after a failure of the consumer it starts over from the beginning
+    (``on_record`` must be idempotent). ``positions`` are recorded only after
+    ``on_record`` returned. A record that ``on_record`` raises on is counted
+    (``headwater_follower_errors_total``) and skipped: one bad record never stops it.
+
+    ``staleness_s`` says how long ago the follower last knew it had read everything the
+    broker holds (``None`` before it first did): readers whose answers must not be stale
+    (the group directory) refuse to serve past a bound."""
 
     def __init__(
         self,
@@ -101,6 +110,8 @@ class TopicFollower:
         self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
         self._probe: Consumer | None = None
         self._probe_lock = threading.Lock()
+        self._caught_up_at: float | None = None
+        FOLLOWER_STALENESS.labels(topic).set_function(self._staleness_metric)
 
     @property
     def topic(self) -> str:
@@ -116,6 +127,25 @@ class TopicFollower:
             if self._probe is not None:
                 self._probe.close()
                 self._probe = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the follower's thread runs."""
+        return self._thread.is_alive()
+
+    def staleness_s(self) -> float | None:
+        """Seconds since the follower was last caught up: ``None`` before it first was,
+        infinite once it has stopped (it will not catch up again)."""
+        caught_up_at = self._caught_up_at
+        if caught_up_at is None:
+            return None
+        if not self.alive:
+            return math.inf
+        return max(0.0, time.monotonic() - caught_up_at)
+
+    def _staleness_metric(self) -> float:
+        staleness = self.staleness_s()
+        return -1.0 if staleness is None else staleness
 
     def positions(self) -> dict[int, int]:
         """Per partition, the offset after the last record handed to ``on_record``."""
@@ -146,6 +176,7 @@ class TopicFollower:
                 self._follow()
             except Exception:  # noqa: BLE001 - logged; start over after a pause
                 _log.exception("stopped following %s; starting over", self._topic)
+                FOLLOWER_ERRORS.labels(self._topic, "restart").inc()
                 self._stop.wait(self._retry_s)
 
     def _follow(self) -> None:
@@ -154,16 +185,41 @@ class TopicFollower:
             partitions = _partitions(consumer, self._topic, self._timeout_s)
             consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in partitions])
             while not self._stop.is_set():
-                for message in consumer.consume(num_messages=500, timeout=0.2):
-                    if message.error():
-                        continue
-                    self._on_record(_as_bytes(message.key()), _as_bytes(message.value()))
-                    partition, offset = message.partition() or 0, message.offset() or 0
-                    with self._lock:
-                        if offset + 1 > self._positions.get(partition, 0):
-                            self._positions[partition] = offset + 1
+                messages = consumer.consume(num_messages=500, timeout=0.2)
+                for message in messages:
+                    if not message.error():
+                        self._apply(message)
+                if not messages and self._at_end(consumer, partitions):
+                    self._caught_up_at = time.monotonic()
         finally:
             consumer.close()
+
+    def _apply(self, message: Message) -> None:
+        partition, offset = message.partition() or 0, message.offset() or 0
+        try:
+            self._on_record(_as_bytes(message.key()), _as_bytes(message.value()))
+        except Exception:  # noqa: BLE001 - one bad record never stops the follower
+            # The record's content stays out of the log (it may hold personal data).
+            _log.error(
+                "skipped %s record at %s/%s: it could not be applied",
+                self._topic,
+                partition,
+                offset,
+            )
+            FOLLOWER_ERRORS.labels(self._topic, "record").inc()
+        with self._lock:
+            if offset + 1 > self._positions.get(partition, 0):
+                self._positions[partition] = offset + 1
+
+    def _at_end(self, consumer: Consumer, partitions: list[int]) -> bool:
+        """Whether every partition is read up to the high watermark of the last fetch
+        (cached by the client: no request to the broker)."""
+        positions = self.positions()
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), cached=True)
+            if high < 0 or (high > low and positions.get(p, 0) < high):
+                return False
+        return True
 
 
 def read_to_end(bootstrap: str, *, topic: str, timeout_s: float = 10.0) -> Iterator[Record]:
