@@ -34,7 +34,10 @@ class ServedChunk(BaseModel):
 
 class AuditRecord(BaseModel):
     schema_: Literal["headwater.audit/1"] = Field("headwater.audit/1", alias="schema")
-    request_id: str
+    request_id: str = Field(description="The server's own id of the request.")
+    client_request_id: str | None = Field(
+        None, description="The caller's x-request-id, kept for correlation (never for counting)."
+    )
     at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     tenant: str
     user_id: str

@@ -17,6 +17,7 @@ from core.metrics import HTTP_REQUEST_DURATION
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _UNTIMED = frozenset({"/metrics"})
+_ID_HEADER_NAMES = frozenset({b"x-request-id", b"x-client-request-id"})
 # Request ids must be unique, not secret: 128 bits from a generator seeded by the OS once.
 # uuid4 asks the OS for every id, and that call lets other threads take the GIL from the
 # request in flight.
@@ -27,15 +28,24 @@ def new_request_id() -> str:
     return f"{_ids.getrandbits(128):032x}"
 
 
-def request_id_header(scope: Scope) -> tuple[bytes, bytes]:
-    """The request's id (a sane incoming ``x-request-id`` is kept, so a caller can
-    correlate), stored as ``request.state.request_id``; returns its response header."""
+IdHeaders = tuple[tuple[bytes, bytes], ...]
+
+
+def request_id_headers(scope: Scope) -> IdHeaders:
+    """The request's id, always the server's own (``request.state.request_id``): audit
+    and metering count requests by it, so a client could otherwise have many requests
+    billed once by sending one id. A sane incoming ``x-request-id`` is kept as
+    ``request.state.client_request_id`` for the caller to correlate, and echoed back as
+    ``x-client-request-id``. Returns the response headers."""
+    request_id = new_request_id()
+    state = scope.setdefault("state", {})
+    state["request_id"] = request_id
     incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-    request_id = incoming.decode("latin-1")
-    if not _REQUEST_ID.match(request_id):
-        request_id = new_request_id()
-    scope.setdefault("state", {})["request_id"] = request_id
-    return (b"x-request-id", request_id.encode())
+    client_id = incoming.decode("latin-1")
+    if not _REQUEST_ID.match(client_id):
+        return ((b"x-request-id", request_id.encode()),)
+    state["client_request_id"] = client_id
+    return ((b"x-request-id", request_id.encode()), (b"x-client-request-id", incoming))
 
 
 def record_latency(scope: Scope, route: str, status: int, started: float) -> None:
@@ -47,11 +57,11 @@ def record_latency(scope: Scope, route: str, status: int, started: float) -> Non
 
 
 class StampedSend:
-    """``send``, with the request's id header added to the response; keeps its status."""
+    """``send``, with the request's id headers added to the response; keeps its status."""
 
-    def __init__(self, send: Send, id_header: tuple[bytes, bytes]):
+    def __init__(self, send: Send, id_headers: IdHeaders):
         self._send = send
-        self._id_header = id_header
+        self._id_headers = id_headers
         self.status = 500  # until a response starts
 
     async def __call__(self, message: Message) -> None:
@@ -59,8 +69,8 @@ class StampedSend:
             self.status = message["status"]
             headers = message.get("headers", ())
             message["headers"] = [
-                *(h for h in headers if h[0] != b"x-request-id"),
-                self._id_header,
+                *(h for h in headers if h[0] not in _ID_HEADER_NAMES),
+                *self._id_headers,
             ]
         await self._send(message)
 
@@ -77,7 +87,7 @@ class RequestMiddleware:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        stamped = StampedSend(send, request_id_header(scope))
+        stamped = StampedSend(send, request_id_headers(scope))
         try:
             await self._app(scope, receive, stamped)
         finally:

@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from api.chat.protocol import ChatCompletionRequest
 from api.chat.router import CHAT_PATH, chat_completions
 from api.deps import get_answerer, get_audit, get_rate_limited_principal
-from api.middleware import StampedSend, record_latency, request_id_header
+from api.middleware import StampedSend, record_latency, request_id_headers
 
 _SPAN_NAME = f"POST {CHAT_PATH}"
 _tracer = trace.get_tracer("headwater.api")
@@ -49,7 +49,7 @@ class ChatFrontDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         scope["app"] = self._api  # as Starlette sets it: request.app reaches the services
-        stamped = StampedSend(send, request_id_header(scope))
+        stamped = StampedSend(send, request_id_headers(scope))
         span = _server_span(scope)
         token = context.attach(trace.set_span_in_context(span))
         try:

@@ -37,12 +37,13 @@ class ClientDisconnected(Exception):
 
 
 def _record(
-    principal: Principal, prepared: PreparedAnswer, request_id: str, started: float
+    principal: Principal, prepared: PreparedAnswer, request: Request, started: float
 ) -> AuditRecord:
     decision = prepared.route.decision
     return AuditRecord.for_principal(
         principal,
-        request_id=request_id,
+        request_id=request.state.request_id,
+        client_request_id=getattr(request.state, "client_request_id", None),
         endpoint="chat",
         chunks=prepared.chunks,
         route_tier=prepared.route.tier,
@@ -123,11 +124,10 @@ async def chat_completions(
         upstream = await answerer.open_stream(prepared)
         events = answerer.stream_sse(prepared, upstream, include_usage=include_usage)
         return ClosingStreamingResponse(
-            _audited(events, audit, lambda: _record(principal, prepared, request_id, started)),
+            _audited(events, audit, lambda: _record(principal, prepared, request, started)),
             media_type="text/event-stream",
             headers={
                 "x-headwater-route": prepared.route_header(),
-                "x-request-id": request_id,
                 "cache-control": "no-cache",
             },
         )
@@ -136,7 +136,7 @@ async def chat_completions(
     except ClientDisconnected:
         _log.info("client disconnected; upstream request %s cancelled", request_id)
         return Response(status_code=499)
-    record = _record(principal, prepared, request_id, started)
+    record = _record(principal, prepared, request, started)
     if audit.acknowledged:
         await audit.write(record)
     # Serialised here (not by FastAPI's encoder, which walks every value again).

@@ -55,6 +55,7 @@ async def search(
         AuditRecord.for_principal(
             principal,
             request_id=request.state.request_id,
+            client_request_id=getattr(request.state, "client_request_id", None),
             endpoint="search",
             chunks=[ServedChunk.of(hit) for hit in hits],
             latency_ms=round((time.perf_counter() - started) * 1000, 1),

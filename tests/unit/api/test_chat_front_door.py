@@ -97,8 +97,8 @@ def client(request: pytest.FixtureRequest, keys_file: Path) -> Iterator[TestClie
     services = SimpleNamespace(
         authenticator=ApiKeyAuthenticator.from_file(keys_file),
         directory=GroupDirectory(),
-        # One request a minute for the limited key: its second request is refused.
-        rate_limiter=RateLimiter(rate_per_s=1 / 60, burst=1),
+        # A burst of three, then one request a minute: a key's fourth request is refused.
+        rate_limiter=RateLimiter(rate_per_s=1 / 60, burst=3),
         answerer=FakeAnswerer(),
         audit=audit,
     )
@@ -218,11 +218,11 @@ def test_the_front_door_and_the_route_answer_alike(case: str) -> None:
 
 
 def test_rate_limit_answers_alike(client: TestClient, spans: InMemorySpanExporter) -> None:
-    first = _observe(client, spans, LIMITED_KEY, _body())
-    second = _observe(client, spans, LIMITED_KEY, _body())
-    assert first["status"] == 200
-    assert second["status"] == 429 and second["headers"]["retry-after"]
-    assert second["body"]["error"]["code"] == "rate_limit_exceeded"
+    burst = [_observe(client, spans, LIMITED_KEY, _body())["status"] for _ in range(3)]
+    over = _observe(client, spans, LIMITED_KEY, _body())
+    assert burst == [200, 200, 200]
+    assert over["status"] == 429 and over["headers"]["retry-after"]
+    assert over["body"]["error"]["code"] == "rate_limit_exceeded"
 
 
 def test_an_answer_is_audited_on_both_paths(client: TestClient) -> None:
@@ -233,3 +233,25 @@ def test_an_answer_is_audited_on_both_paths(client: TestClient) -> None:
     (record,) = audit.records[before:]
     assert record.request_id == response.headers["x-request-id"]
     assert record.prompt_tokens == 3 and record.completion_tokens == 1
+
+
+def test_request_ids_are_the_server_s_own_and_a_client_id_is_only_echoed(
+    client: TestClient,
+) -> None:
+    """One client id sent with two requests: two server ids, two audit records (the
+    usage ledger counts records by the server's id, so reuse cannot dodge metering)."""
+    audit: FakeAudit = client.audit  # type: ignore[attr-defined]
+    before = len(audit.records)
+    headers = {**_headers(KEY), "x-request-id": "client-chosen-id"}
+    first = client.post("/v1/chat/completions", json=_body(), headers=headers)
+    second = client.post("/v1/chat/completions", json=_body(), headers=headers)
+    ids = {first.headers["x-request-id"], second.headers["x-request-id"]}
+    assert len(ids) == 2 and "client-chosen-id" not in ids
+    assert first.headers["x-client-request-id"] == "client-chosen-id"
+    records = audit.records[before:]
+    assert {r.request_id for r in records} == ids
+    assert {r.client_request_id for r in records} == {"client-chosen-id"}
+    odd = client.post(
+        "/v1/chat/completions", json=_body(), headers={**_headers(KEY), "x-request-id": "a b"}
+    )
+    assert "x-client-request-id" not in odd.headers, "an insane id is not echoed"
