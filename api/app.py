@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from api.body_limit import BodyLimit
 from api.chat import router as chat_route
 from api.chat.front_door import ChatFrontDoor
 from api.errors import register_error_handlers
@@ -82,6 +83,9 @@ def create_app(settings: Settings, *, open_services: ServicesFactory) -> Headwat
     app.include_router(admin.router)
     app.include_router(usage.router)
     app.include_router(health.router)
-    app.add_middleware(RequestMiddleware)
-    app.chat_front_door = ChatFrontDoor(app)
+    body_limit = BodyLimit(
+        request_bytes=settings.max_request_bytes, document_bytes=settings.max_document_bytes
+    )
+    app.add_middleware(RequestMiddleware, body_limit=body_limit)
+    app.chat_front_door = ChatFrontDoor(app, body_limit=body_limit)
     return app

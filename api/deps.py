@@ -36,7 +36,7 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_principal(request: Request) -> Principal:
+async def _authenticated(request: Request) -> Principal:
     """Authenticate ``Authorization: Bearer <key>``; the span never records the key."""
     services = _services(request)
     with _tracer.start_as_current_span("acl.resolve") as span:
@@ -69,17 +69,15 @@ async def get_principal(request: Request) -> Principal:
         return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-async def get_rate_limited_principal(request: Request) -> Principal:
-    """The caller, once its key's rate limit allows one more request (else 429)."""
-    principal = await get_principal(request)
+async def get_principal(request: Request) -> Principal:
+    """The caller, authenticated, once its credential's rate limit allows one more request
+    (else 429). Every authenticated route takes its caller through here."""
+    principal = await _authenticated(request)
     _services(request).rate_limiter.check(principal)
     return principal
 
 
-RateLimitedPrincipalDep = Annotated[Principal, Depends(get_rate_limited_principal)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_retriever(request: Request) -> Retriever:

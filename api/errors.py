@@ -31,6 +31,12 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
+def error_response(status: int, message: str, *, code: str | None = None) -> JSONResponse:
+    """The error shape for ``status`` (for answers given outside the exception handlers)."""
+    error_type = _STATUS_TYPES.get(status, "server_error")
+    return _respond(status, error_body(message, error_type=error_type, code=code))
+
+
 def _respond(
     status: int, body: dict[str, dict[str, str | None]], *, retry_after_s: int | None = None
 ) -> JSONResponse:
@@ -65,7 +71,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     error_type = _STATUS_TYPES.get(exc.status_code, "server_error")
-    return _respond(exc.status_code, error_body(str(exc.detail), error_type=error_type))
+    code = getattr(exc, "code", None)
+    return _respond(exc.status_code, error_body(str(exc.detail), error_type=error_type, code=code))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

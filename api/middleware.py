@@ -13,6 +13,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.body_limit import BodyLimit
 from core.metrics import HTTP_REQUEST_DURATION
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -76,11 +77,12 @@ class StampedSend:
 
 
 class RequestMiddleware:
-    """Gives every request an id, echoes it on the response, and records the request's
-    latency by route template."""
+    """Gives every request an id, echoes it on the response, refuses a body over its cap
+    (``api.body_limit``), and records the request's latency by route template."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, *, body_limit: BodyLimit):
         self._app = app
+        self._body_limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +91,7 @@ class RequestMiddleware:
         started = time.perf_counter()
         stamped = StampedSend(send, request_id_headers(scope))
         try:
-            await self._app(scope, receive, stamped)
+            await self._app(scope, self._body_limit.counted(scope, receive), stamped)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             record_latency(scope, route, stamped.status, started)

@@ -77,9 +77,7 @@ def _authenticator(settings: Settings) -> Authenticator:
 
 
 @contextmanager
-def _following_directory(
-    settings: Settings, directory: GroupDirectory
-) -> Iterator[TopicFollower]:
+def _following_directory(settings: Settings, directory: GroupDirectory) -> Iterator[TopicFollower]:
     """Keep ``directory`` in step with the principals topic, in a background thread; its
     freshness is the follower's (``acl.directory``: it fails closed when stale)."""
     follower = TopicFollower(

@@ -194,6 +194,15 @@ class Settings(BaseSettings):
     )
 
     # API
+    max_request_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body (bytes) of every route but document ingest; "
+        "larger ones get 413 before any work.",
+    )
+    max_document_bytes: int = Field(
+        16_777_216, ge=1024, description="Largest body of POST /v1/documents (bytes)."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys_file: Path = Field(Path("deploy/local/api-keys.json"))

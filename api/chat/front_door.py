@@ -25,9 +25,10 @@ from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from api.body_limit import BodyLimit
 from api.chat.protocol import ChatCompletionRequest
 from api.chat.router import CHAT_PATH, chat_completions
-from api.deps import get_answerer, get_audit, get_rate_limited_principal
+from api.deps import get_answerer, get_audit, get_principal
 from api.middleware import StampedSend, record_latency, request_id_headers
 
 _SPAN_NAME = f"POST {CHAT_PATH}"
@@ -37,8 +38,9 @@ _tracer = trace.get_tracer("headwater.api")
 class ChatFrontDoor:
     """Serves ``POST /v1/chat/completions`` for ``api`` (see the module docstring)."""
 
-    def __init__(self, api: FastAPI):
+    def __init__(self, api: FastAPI, *, body_limit: BodyLimit):
         self._api = api
+        self._body_limit = body_limit
 
     @staticmethod
     def handles(scope: Scope) -> bool:
@@ -53,7 +55,7 @@ class ChatFrontDoor:
         span = _server_span(scope)
         token = context.attach(trace.set_span_in_context(span))
         try:
-            await self._serve(scope, receive, stamped)
+            await self._serve(scope, self._body_limit.counted(scope, receive), stamped)
         finally:
             status = stamped.status
             span.set_attribute("http.response.status_code", status)
@@ -75,7 +77,7 @@ class ChatFrontDoor:
             parsed = _parsed(raw)
             if isinstance(parsed, ValidationError) and _not_json(parsed):
                 raise _request_error(parsed, raw)
-            principal = await get_rate_limited_principal(request)
+            principal = await get_principal(request)
             if isinstance(parsed, ValidationError):
                 raise _request_error(parsed, raw)
             body = parsed

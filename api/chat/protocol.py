@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from acl.filter import RequestFilter
+from core.errors import InvalidRequest
 
 
 class ChatMessage(BaseModel):
@@ -65,6 +66,28 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="Only n=1 is served.")
     user: str | None = None
     headwater: HeadwaterOptions = Field(default_factory=HeadwaterOptions)
+    # Accepted here only to be refused by name (``refuse_tools``), never dropped silently.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+
+
+TOOL_FIELDS = ("tools", "tool_choice", "functions", "function_call")
+
+
+def refuse_tools(request: ChatCompletionRequest) -> None:
+    """Tool calling is not served (the gateway's answers are grounded in documents, and
+    the served models run without a tool parser): a request that asks for it gets a 400
+    naming the field, rather than an answer that silently ignored its tools."""
+    for name in TOOL_FIELDS:
+        if getattr(request, name) is not None:
+            raise InvalidRequest(
+                f"'{name}' is not supported by this gateway: tool calling is not served; "
+                "send the request without it",
+                param=name,
+                code="tools_not_supported",
+            )
 
 
 class Citation(BaseModel):

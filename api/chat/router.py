@@ -21,9 +21,9 @@ from starlette.types import Receive, Scope, Send
 from acl.models import Principal
 from api.audit import AuditLog, AuditRecord
 from api.chat.prepared import PreparedAnswer
-from api.chat.protocol import ChatCompletionRequest
+from api.chat.protocol import ChatCompletionRequest, refuse_tools
 from api.chat.streaming import ClosingStreamingResponse
-from api.deps import AnswererDep, AuditDep, RateLimitedPrincipalDep
+from api.deps import AnswererDep, AuditDep, PrincipalDep
 from core.errors import HeadwaterError
 
 CHAT_PATH = "/v1/chat/completions"
@@ -111,13 +111,14 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 @router.post(CHAT_PATH, response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest,
-    principal: RateLimitedPrincipalDep,
+    principal: PrincipalDep,
     answerer: AnswererDep,
     audit: AuditDep,
     request: Request,
 ) -> ClosingStreamingResponse | Response:
     started = time.perf_counter()
     request_id: str = request.state.request_id
+    refuse_tools(body)
     prepared = await answerer.prepare(principal, body)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

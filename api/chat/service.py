@@ -132,13 +132,12 @@ class Answerer:
     def _screen_input(
         self, request: ChatCompletionRequest, policy: Policy
     ) -> tuple[list[dict[str, str]], list[Finding]]:
-        """Every user message through the firewall before any model sees it."""
+        """Every message, whatever its role (system, developer and tool messages reach the
+        model as surely as user ones), through the firewall before any model sees it."""
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         found: list[Finding] = []
         with _tracer.start_as_current_span("guardrail input"):
             for message in messages:
-                if message["role"] != "user":
-                    continue
                 verdict = self._firewall.apply(message["content"], policy)
                 found.extend(verdict.findings)
                 message["content"] = verdict.text

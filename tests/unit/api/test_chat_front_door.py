@@ -66,6 +66,11 @@ class FakeAnswerer:
         yield "data: [DONE]\n\n"
 
 
+class FakeRetriever:
+    async def search(self, question: str, *, permission: object, top_k: int) -> list[object]:
+        return []
+
+
 class FakeAudit:
     acknowledged = False
 
@@ -101,6 +106,8 @@ def client(request: pytest.FixtureRequest, keys_file: Path) -> Iterator[TestClie
         rate_limiter=RateLimiter(rate_per_s=1 / 60, burst=3),
         answerer=FakeAnswerer(),
         audit=audit,
+        retriever=FakeRetriever(),
+        settings=settings,
     )
 
     @asynccontextmanager
@@ -136,6 +143,9 @@ CASES: dict[str, tuple[str | None, bytes | dict[str, Any]]] = {
     "bad_role": (KEY, {"model": "small", "messages": [{"role": "wizard", "content": "x"}]}),
     "unknown_model": (KEY, _body("missing")),
     "upstream_down": (KEY, _body("down")),
+    "tools": (KEY, _body(tools=[{"type": "function", "function": {"name": "f"}}])),
+    "too_large": (KEY, json.dumps(_body(padding="x" * 1_100_000)).encode()),
+    "too_large_no_credentials": (None, json.dumps(_body(padding="x" * 1_100_000)).encode()),
 }
 KEPT_HEADERS = ("content-type", "www-authenticate", "retry-after", "x-headwater-route")
 
@@ -188,6 +198,9 @@ EXPECTED_STATUS = {
     "bad_role": 400,
     "unknown_model": 404,
     "upstream_down": 503,
+    "tools": 400,
+    "too_large": 413,
+    "too_large_no_credentials": 413,  # refused on its Content-Length, before anything
 }
 OBSERVED: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -255,3 +268,28 @@ def test_request_ids_are_the_server_s_own_and_a_client_id_is_only_echoed(
         "/v1/chat/completions", json=_body(), headers={**_headers(KEY), "x-request-id": "a b"}
     )
     assert "x-client-request-id" not in odd.headers, "an insane id is not echoed"
+
+
+def test_a_chunked_body_over_the_cap_is_refused_as_it_is_read(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model": "small", "messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}]}'
+
+    response = client.post(
+        "/v1/chat/completions",
+        content=chunks(),
+        headers={**_headers(KEY), "content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_every_authenticated_route_is_rate_limited(client: TestClient) -> None:
+    """Search as well as chat: the key's fourth request in a burst of three is refused."""
+    statuses = [
+        client.post("/v1/search", json={"query": "q"}, headers=_headers(LIMITED_KEY)).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]

@@ -142,3 +142,22 @@ async def test_a_grounded_answer_lists_the_sources_it_cited() -> None:
     assert [c["doc_id"] for c in answer["headwater"]["citations"]] == ["bands"]
     assert answer["headwater"]["grounding"] == {"sources": 2, "refused": False}
     assert len(prepared.chunks) == 2, "the audit keeps every chunk the model was shown"
+
+
+async def test_pii_in_a_system_message_is_redacted_before_any_model_sees_it() -> None:
+    answerer = _answerer([], Gateway())
+    request = ChatCompletionRequest.model_validate(
+        {
+            "model": "small",
+            "messages": [
+                {"role": "system", "content": "Escalate to jane.doe@example.com."},
+                {"role": "tool", "content": "card 4111 1111 1111 1111"},
+                {"role": "user", "content": "hello"},
+            ],
+            "headwater": {"retrieval": {"enabled": False}},
+        }
+    )
+    prepared = await answerer.prepare(BOB, request)
+    sent = [m["content"] for m in prepared.body["messages"]]
+    assert sent[0] == "Escalate to [EMAIL_ADDRESS]." and "4111" not in sent[1]
+    assert prepared.findings["input:EMAIL_ADDRESS"] == 1
