@@ -31,6 +31,11 @@ INGEST_CHUNKS = Counter("headwater_ingest_chunks_total", "Chunks embedded and wr
 INGEST_DLQ = Counter(
     "headwater_ingest_dlq_total", "Messages sent to the dead-letter topic.", ["error_type"]
 )
+INGEST_DLQ_SEND_FAILURES = Counter(
+    "headwater_ingest_dlq_send_failures_total",
+    "Sends to the dead-letter topic that failed (retried until one lands; the event's "
+    "offset is not committed meanwhile).",
+)
 INGEST_CONSUMER_LAG = Gauge(
     "headwater_ingest_consumer_lag",
     "Messages not yet processed, per partition of the documents topic.",

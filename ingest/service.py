@@ -21,7 +21,13 @@ from opentelemetry import context, trace
 from pydantic import ValidationError
 
 from core.errors import UpstreamUnavailable
-from core.metrics import INGEST_CHUNKS, INGEST_DLQ, INGEST_EVENTS, INGEST_FRESHNESS
+from core.metrics import (
+    INGEST_CHUNKS,
+    INGEST_DLQ,
+    INGEST_DLQ_SEND_FAILURES,
+    INGEST_EVENTS,
+    INGEST_FRESHNESS,
+)
 from core.telemetry import extract_context
 from ingest.models import DocumentEvent
 from ingest.writer import WriteResult
@@ -214,10 +220,35 @@ class DocumentEventHandler:
         _log.warning(
             "dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
         )
-        await self._dead_letters.send(message, reason=reason, error_type=error_type)
+        await self._send_dead_letter(message, reason=reason, error_type=error_type)
         INGEST_DLQ.labels(error_type).inc()
         INGEST_EVENTS.labels(op, "dead_lettered").inc()
         return "dead_lettered"
+
+    async def _send_dead_letter(self, message: RawMessage, *, reason: str, error_type: str) -> None:
+        """Send to the DLQ, retried with backoff until the DLQ acknowledges it: the event is
+        never skipped, and while the DLQ is unreachable the batch is not acknowledged, so
+        its offsets are not committed (consumption stops there; lag and the failure counter
+        and error logs say so) and a restart re-delivers it."""
+        tries = 0
+        while True:
+            try:
+                await self._dead_letters.send(message, reason=reason, error_type=error_type)
+                return
+            except Exception as exc:  # noqa: BLE001 - never skip the event: retry until sent
+                tries += 1
+                INGEST_DLQ_SEND_FAILURES.inc()
+                delay = self._retry.delay_s(tries)
+                _log.error(
+                    "the dead-letter topic refused %s[%s]@%s (%s); retrying in %.1fs; its "
+                    "offset is not committed meanwhile",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
 
 def _process_span(message: RawMessage) -> trace.Span:

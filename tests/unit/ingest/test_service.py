@@ -136,3 +136,38 @@ async def test_process_span_continues_the_producer_trace(spans: InMemorySpanExpo
         process.parent is not None and process.parent.span_id == producer.get_span_context().span_id
     )
     assert process.attributes["messaging.kafka.offset"] == 41
+
+
+class FlakySink(RecordingSink):
+    """Refuses the first ``failures`` sends (a DLQ outage)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.tries = 0
+
+    async def send(self, message: RawMessage, *, reason: str, error_type: str) -> None:
+        self.tries += 1
+        if self.tries <= self.failures:
+            raise UpstreamUnavailable("Kafka did not acknowledge the message")
+        await super().send(message, reason=reason, error_type=error_type)
+
+
+async def test_a_failed_dead_letter_send_is_retried_never_raised_never_skipped() -> None:
+    sink = FlakySink(failures=3)
+    handler = DocumentEventHandler(writer=RecordingWriter(), dead_letters=sink, retry=FAST)
+    assert await handler.handle(_message(b"{not json")) == "dead_lettered"
+    assert sink.tries == 4 and len(sink.sent) == 1
+
+
+async def test_while_the_dlq_is_down_the_handler_does_not_return() -> None:
+    """Not returning is what keeps the offset uncommitted: the batch is never acked."""
+    import asyncio
+
+    import pytest
+
+    sink = FlakySink(failures=10**9)
+    handler = DocumentEventHandler(writer=RecordingWriter(), dead_letters=sink, retry=FAST)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(handler.handle(_message(b"{not json")), timeout=0.5)
+    assert sink.tries > 1 and sink.sent == []
