@@ -146,6 +146,31 @@ class ApiKeyAuthenticator:
         return principal
 
 
+def new_key(principal: Principal) -> tuple[str, KeyEntry]:
+    """A new random key for ``principal`` and its entry (which holds only the SHA-256)."""
+    key = "hw_" + secrets.token_urlsafe(32)
+    entry = KeyEntry(
+        key_sha256=hash_key(key),
+        tenant=principal.tenant,
+        user_id=principal.user_id,
+        groups=list(principal.groups),
+        department=principal.department,
+        roles=list(principal.roles),
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    return key, entry
+
+
+class KeyRegistry(Protocol):
+    """Where keys are managed: the key file (development) or the keys topic."""
+
+    def entries(self) -> list[KeyEntry]: ...
+
+    def create(self, principal: Principal) -> tuple[str, KeyEntry]: ...
+
+    def revoke(self, key_id: str) -> KeyEntry: ...
+
+
 class KeyStore:
     """Creates, lists and revokes keys in a key file (atomic rewrites)."""
 
@@ -157,16 +182,7 @@ class KeyStore:
 
     def create(self, principal: Principal) -> tuple[str, KeyEntry]:
         """A new random key for ``principal``; only its SHA-256 is stored."""
-        key = "hw_" + secrets.token_urlsafe(32)
-        entry = KeyEntry(
-            key_sha256=hash_key(key),
-            tenant=principal.tenant,
-            user_id=principal.user_id,
-            groups=list(principal.groups),
-            department=principal.department,
-            roles=list(principal.roles),
-            created_at=datetime.now(UTC).isoformat(),
-        )
+        key, entry = new_key(principal)
         self._write([*self.entries(), entry])
         return key, entry
 

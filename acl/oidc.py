@@ -33,6 +33,7 @@ class ClaimMapping:
     groups: str = "groups"
     tenant: str = "tenant"
     department: str = "department"
+    roles: str = "roles"
 
 
 class JwtAuthenticator:
@@ -82,6 +83,9 @@ class JwtAuthenticator:
         groups = claims.get(self._claims.groups) or []
         if not isinstance(groups, list):
             raise ValueError("groups claim is not a list")
+        roles = claims.get(self._claims.roles) or []
+        if not isinstance(roles, list):
+            raise ValueError("roles claim is not a list")
         tenant = claims.get(self._claims.tenant)
         if not tenant:
             raise ValueError(f"token has no {self._claims.tenant!r} claim")
@@ -90,6 +94,7 @@ class JwtAuthenticator:
             user_id=str(claims[self._claims.user]),
             groups=tuple(str(group) for group in groups),
             department=claims.get(self._claims.department),
+            roles=tuple(str(role) for role in roles),
             key_id=f"{OIDC_KEY_PREFIX}{claims.get('sub') or claims[self._claims.user]}",
         )
 

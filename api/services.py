@@ -3,20 +3,18 @@ clients (``headwater.clients``), closed in reverse."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from acl.directory import GroupDirectory
-from acl.keys import ApiKeyAuthenticator, Authenticator
-from acl.oidc import BearerAuthenticator, ClaimMapping, JwksKeys, JwtAuthenticator
+from acl.keys import Authenticator
 from api.audit import AuditLog
 from api.chat.service import Answerer
 from api.ratelimit import RateLimiter
+from api.security import Keys, authenticator, open_directory, open_keys
 from api.usage import UsageLedger, following_usage
 from core.kafka import KafkaProducer, TopicFollower
 from core.settings import Settings
@@ -50,55 +48,11 @@ class Services:
     publisher: DocumentPublisher
     audit: AuditLog
     directory: GroupDirectory
+    keys: Keys
     rate_limiter: RateLimiter
     usage: UsageLedger
     ingest_enabled: bool  # whether this process also runs the ingest worker (/readyz)
     directory_follower: TopicFollower | None = None  # feeds ``directory``
-
-
-def _authenticator(settings: Settings) -> Authenticator:
-    """API keys from the key file, and OIDC JWTs when an issuer is configured."""
-    api_keys = ApiKeyAuthenticator.from_file(settings.api_keys_file)
-    if not settings.oidc_issuer:
-        return api_keys
-    oidc = JwtAuthenticator(
-        issuer=settings.oidc_issuer,
-        audience=settings.oidc_audience or "",
-        keys=JwksKeys(url=settings.oidc_jwks_url, path=settings.oidc_jwks_file),
-        algorithms=tuple(alg.strip() for alg in settings.oidc_algorithms.split(",") if alg.strip()),
-        claims=ClaimMapping(
-            user=settings.oidc_user_claim,
-            groups=settings.oidc_groups_claim,
-            tenant=settings.oidc_tenant_claim,
-            department=settings.oidc_department_claim,
-        ),
-    )
-    return BearerAuthenticator(api_keys=api_keys, oidc=oidc)
-
-
-@contextmanager
-def _following_directory(settings: Settings, directory: GroupDirectory) -> Iterator[TopicFollower]:
-    """Keep ``directory`` in step with the principals topic, in a background thread; its
-    freshness is the follower's (``acl.directory``: it fails closed when stale)."""
-    follower = TopicFollower(
-        settings.kafka_bootstrap, topic=settings.principals_topic, on_record=directory.apply
-    )
-    directory.follow(follower.staleness_s)
-    follower.start()
-    try:
-        yield follower
-    finally:
-        follower.close()
-
-
-def _wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            _log.warning("the group directory has not caught up yet; requests get 503")
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _audit_log(settings: Settings, shared: KafkaProducer, stack: AsyncExitStack) -> AuditLog:
@@ -176,7 +130,8 @@ async def open_api_services(
 ) -> AsyncIterator[Services]:
     """The API's clients over the process's shared ones (opened by ``headwater``)."""
     async with AsyncExitStack() as stack:
-        authenticator = _authenticator(settings)
+        keys = await stack.enter_async_context(open_keys(settings, producer))
+        directory, directory_follower = await stack.enter_async_context(open_directory(settings))
         pools = backend_pools(settings)
         stack.push_async_callback(pools.aclose)
         pools.start()
@@ -186,7 +141,7 @@ async def open_api_services(
         retriever = Retriever(store=store, embedder=embedder, collection=settings.collection)
         services = Services(
             settings=settings,
-            authenticator=authenticator,
+            authenticator=authenticator(settings, keys.authenticator),
             store=store,
             embedder=embedder,
             retriever=retriever,
@@ -206,19 +161,10 @@ async def open_api_services(
             producer=producer,
             publisher=DocumentPublisher(producer, settings.documents_topic),
             audit=_audit_log(settings, producer, stack),
-            directory=GroupDirectory(
-                max_staleness_s=settings.directory_max_staleness_s,
-                topic=settings.principals_topic,
-            ),
+            directory=directory,
+            keys=keys,
             ingest_enabled=ingest_enabled,
-        )
-        services.directory_follower = stack.enter_context(
-            _following_directory(settings, services.directory)
+            directory_follower=directory_follower,
         )
         stack.enter_context(following_usage(settings, services.usage))
-        # Serve once the directory has read its topic (until then it refuses everyone),
-        # or after the bound: /readyz then says why requests are refused.
-        await asyncio.to_thread(
-            _wait_until, services.directory.ready, settings.directory_max_staleness_s
-        )
         yield services

@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["development", "test", "production"]
 
 
+# The development key file shipped in the repository (its keys are public).
+DEV_KEYS_FILE = Path(__file__).resolve().parent.parent / "deploy" / "local" / "api-keys.json"
+
+
 class Settings(BaseSettings):
     """Configuration shared by the API, the ingest worker and the CLI."""
 
@@ -34,6 +38,7 @@ class Settings(BaseSettings):
     dlq_topic: str = "headwater.documents.v1.dlq"
     principals_topic: str = "headwater.principals.v1"
     audit_topic: str = "headwater.audit.v1"
+    keys_topic: str = "headwater.keys.v1"
     topic_partitions: int = Field(3, ge=1)
     topic_replication: int = Field(1, ge=1)
     documents_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="-1 keeps forever.")
@@ -206,6 +211,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys_file: Path = Field(Path("deploy/local/api-keys.json"))
+    api_keys_source: Literal["file", "topic"] = Field(
+        "file",
+        description="file: the key file (development, one replica); topic: the compacted "
+        "keys topic every API replica follows (the admin API and 'headwater keys' write it).",
+    )
 
     # OIDC bearer tokens (JWT). Enabled when an issuer is set.
     oidc_issuer: str | None = None
@@ -217,6 +227,9 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = "groups"
     oidc_tenant_claim: str = "tenant"
     oidc_department_claim: str = "department"
+    oidc_roles_claim: str = Field(
+        "roles", description="Claim listing the user's roles (admin, billing, connector)."
+    )
 
     # Telemetry
     service_name: str = "headwater"
@@ -244,6 +257,16 @@ class Settings(BaseSettings):
             raise ValueError("chunk_overlap_tokens must be smaller than chunk_tokens")
         if self.environment == "production" and self.qdrant_api_key == "changethis":
             raise ValueError("HEADWATER_QDRANT_API_KEY is a placeholder; set a real secret")
+        if (
+            self.environment == "production"
+            and self.api_keys_source == "file"
+            and self.api_keys_file.resolve() == DEV_KEYS_FILE.resolve()
+        ):
+            raise ValueError(
+                f"production refuses the shipped development keys ({DEV_KEYS_FILE}); set "
+                "HEADWATER_API_KEYS_SOURCE=topic and create keys with 'headwater keys create', "
+                "or point HEADWATER_API_KEYS_FILE at a file of your own"
+            )
         return self
 
     @property

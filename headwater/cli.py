@@ -10,7 +10,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from acl.cli import keys
+from headwater.keys_cli import keys
 from core.settings import Settings
 from core.telemetry import configure_logging
 from headwater.usage_cli import usage

@@ -1,5 +1,6 @@
 """Admin endpoints for API keys, for principals with the ``admin`` role, within their
-own tenant. The CLI (``headwater keys``) does the same on the key file directly."""
+own tenant, on the key registry the process uses (the key file, or the keys topic that
+every replica follows). The CLI (``headwater keys``) does the same."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from acl.keys import KeyEntry, KeyStore
+from acl.keys import KeyEntry
 from acl.models import Principal
 from api.deps import PrincipalDep, ServicesDep
 from core.errors import NotFound, PermissionDenied
@@ -72,21 +73,21 @@ async def create_key(
 ) -> CreatedKey:
     admin = _admin(principal)
     new = Principal(tenant=admin.tenant, **body.model_dump())
-    key, entry = await asyncio.to_thread(KeyStore(services.settings.api_keys_file).create, new)
+    key, entry = await asyncio.to_thread(services.keys.registry.create, new)
     return CreatedKey(key=key, **KeyInfo.of(entry).model_dump())
 
 
 @router.get("/v1/admin/keys")
 async def list_keys(principal: PrincipalDep, services: ServicesDep) -> KeyList:
     tenant = _admin(principal).tenant
-    entries = await asyncio.to_thread(KeyStore(services.settings.api_keys_file).entries)
+    entries = await asyncio.to_thread(services.keys.registry.entries)
     return KeyList(data=[KeyInfo.of(entry) for entry in entries if entry.tenant == tenant])
 
 
 @router.delete("/v1/admin/keys/{key_id}")
 async def revoke_key(key_id: str, principal: PrincipalDep, services: ServicesDep) -> KeyInfo:
     tenant = _admin(principal).tenant
-    store = KeyStore(services.settings.api_keys_file)
+    store = services.keys.registry
     entries = await asyncio.to_thread(store.entries)
     if not any(entry.key_id == key_id and entry.tenant == tenant for entry in entries):
         raise NotFound(f"no key {key_id!r} in your tenant", param="key_id", code="key_not_found")

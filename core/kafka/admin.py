@@ -63,6 +63,7 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
         settings.documents_topic: {"retention.ms": str(settings.documents_retention_ms)},
         settings.dlq_topic: {"retention.ms": str(settings.dlq_retention_ms)},
         settings.principals_topic: {"cleanup.policy": "compact"},
+        settings.keys_topic: {"cleanup.policy": "compact"},
         settings.audit_topic: {"retention.ms": str(settings.audit_retention_ms)},
     }
     try:

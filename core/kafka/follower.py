@@ -227,14 +227,7 @@ def read_to_end(bootstrap: str, *, topic: str, timeout_s: float = 10.0) -> Itera
     nothing committed)."""
     consumer = _unassigned_consumer(bootstrap)
     try:
-        partitions = _partitions(consumer, topic, timeout_s)
-        ends: dict[int, int] = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=timeout_s, cached=False
-            )
-            if high > low:
-                ends[p] = high
+        ends = _ends(consumer, topic, timeout_s)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         while ends:
             message = consumer.poll(timeout_s)
@@ -248,6 +241,26 @@ def read_to_end(bootstrap: str, *, topic: str, timeout_s: float = 10.0) -> Itera
             yield record
     finally:
         consumer.close()
+
+
+def _ends(consumer: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+    """The high watermark of each non-empty partition. A topic created a moment ago may
+    not have its partition leaders yet: retried until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ends: dict[int, int] = {}
+            for p in _partitions(consumer, topic, timeout_s):
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout_s, cached=False
+                )
+                if high > low:
+                    ends[p] = high
+            return ends
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise UpstreamUnavailable(f"cannot read the end of {topic}: {exc}") from exc
+            time.sleep(0.2)
 
 
 def read_records(

@@ -156,3 +156,19 @@ def test_settings_refuse_an_issuer_without_audience_or_keys() -> None:
     with pytest.raises(ValidationError, match="HEADWATER_OIDC_AUDIENCE"):
         Settings(oidc_issuer=ISSUER)
     Settings(oidc_issuer=ISSUER, oidc_audience=AUDIENCE, oidc_jwks_url=f"{ISSUER}/jwks")
+
+
+def test_the_roles_claim_maps_to_the_principal_s_roles(authenticator: JwtAuthenticator) -> None:
+    admin = authenticator.authenticate(_token(_claims(roles=["admin", "billing"])))
+    assert admin.roles == ("admin", "billing")
+    assert authenticator.authenticate(_token(_claims())).roles == ()
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate(_token(_claims(roles="admin")))  # not a list
+
+
+def test_production_refuses_the_shipped_dev_keys() -> None:
+    from core.settings import DEV_KEYS_FILE, Settings
+
+    with pytest.raises(ValueError, match="development keys"):
+        Settings(environment="production", api_keys_file=DEV_KEYS_FILE)
+    assert Settings(environment="production", api_keys_source="topic").api_keys_source == "topic"

@@ -1,21 +1,48 @@
-"""``headwater keys``: create, list and revoke API keys in the key file."""
+"""``headwater keys``: create, list and revoke API keys where the API reads them: the key
+file (``HEADWATER_API_KEYS_SOURCE=file``, development) or the keys topic (``topic``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from acl.keys import KeyStore
+from acl.key_topic import TopicKeyStore
+from acl.keys import KeyRegistry, KeyStore
 from acl.models import Principal
+from core.kafka import KafkaProducer, ensure_topics, read_to_end
 from core.settings import Settings
 
 keys = typer.Typer(
-    help="Manage API keys in HEADWATER_API_KEYS_FILE (only their SHA-256 is stored).",
+    help="Manage API keys in the key file or on the keys topic, as "
+    "HEADWATER_API_KEYS_SOURCE says (only their SHA-256 is stored).",
     no_args_is_help=True,
 )
+
+
+@contextmanager
+def open_registry(settings: Settings) -> Iterator[KeyRegistry]:
+    """The registry the API processes read: the key file, or the keys topic as it is now."""
+    if settings.api_keys_source == "file":
+        yield KeyStore(settings.api_keys_file)
+        return
+    ensure_topics(settings)
+    producer = KafkaProducer(settings.kafka_bootstrap)
+
+    def publish(key: bytes, value: bytes | None) -> None:
+        producer.send(settings.keys_topic, key=key, value=value)
+
+    store = TopicKeyStore(publish=publish, topic=settings.keys_topic)
+    try:
+        for record in read_to_end(settings.kafka_bootstrap, topic=settings.keys_topic):
+            store.apply(record.key, record.value)
+        yield store
+    finally:
+        producer.close()
 
 
 @keys.command("create")
@@ -38,7 +65,8 @@ def create(
         department=department,
         roles=tuple(roles or ()),
     )
-    key, entry = KeyStore(Settings().api_keys_file).create(principal)
+    with open_registry(Settings()) as registry:
+        key, entry = registry.create(principal)
     Console(stderr=True).print(f"created key {entry.key_id} for {user}; it is shown only now:")
     print(key)  # noqa: T201 - the one place the key is ever shown, on stdout for scripts
 
@@ -47,7 +75,9 @@ def create(
 def list_keys() -> None:
     """List keys by id, with their principals and state."""
     table = Table("id", "tenant", "user", "groups", "roles", "created", "revoked")
-    for entry in KeyStore(Settings().api_keys_file).entries():
+    with open_registry(Settings()) as registry:
+        entries = registry.entries()
+    for entry in entries:
         table.add_row(
             entry.key_id,
             entry.tenant,
@@ -66,7 +96,8 @@ def revoke(
 ) -> None:
     """Revoke a key: every API process refuses it from its next use."""
     try:
-        entry = KeyStore(Settings().api_keys_file).revoke(key_id)
+        with open_registry(Settings()) as registry:
+            entry = registry.revoke(key_id)
     except KeyError as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc.args[0]}")
         raise typer.Exit(1) from exc
