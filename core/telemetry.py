@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -41,6 +42,18 @@ def configure_tracing(
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         _log.info("exporting traces over OTLP/HTTP to %s", endpoint)
     return provider
+
+
+@contextmanager
+def traced_process(settings: Settings) -> Iterator[TracerProvider]:
+    """Tracing for a process or command of ours that does work (the worker, ``publish``,
+    ``dlq replay``): configured on entry, its queued spans exported on exit (a command
+    that exits at once would otherwise lose the batch it just made)."""
+    provider = configure_tracing(settings)
+    try:
+        yield provider
+    finally:
+        provider.force_flush(timeout_millis=5000)
 
 
 def configure_logging(settings: Settings) -> None:

@@ -10,9 +10,9 @@ import httpx
 import typer
 from rich.console import Console
 
-from headwater.keys_cli import keys
 from core.settings import Settings
-from core.telemetry import configure_logging
+from core.telemetry import configure_logging, traced_process
+from headwater.keys_cli import keys
 from headwater.usage_cli import usage
 from inference.router_eval import router_app
 from ingest.cli import dlq, publish
@@ -82,7 +82,8 @@ def worker() -> None:
     configure_logging(settings)
     if not settings.qdrant_url:
         console.print("embedded store: this worker owns " + str(settings.store_path))
-    asyncio.run(run_worker(settings))
+    with traced_process(settings):
+        asyncio.run(run_worker(settings))
 
 
 @app.command()

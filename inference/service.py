@@ -50,8 +50,18 @@ def _chat_span(replica: Replica, body: JSON, attempt: int) -> trace.Span:
     return _tracer.start_span(f"chat {model}", kind=trace.SpanKind.CLIENT, attributes=attributes)
 
 
-def _record_usage(span: trace.Span, usage: dict[str, Any] | None, model: str | None) -> None:
-    attributes: dict[str, Any] = {"gen_ai.response.model": model} if model else {}
+def _record_response(span: trace.Span, result: JSON) -> None:
+    """The GenAI semantic conventions' response attributes of a completion (or a stream's
+    usage chunk): its id, model, finish reasons and token usage."""
+    attributes: dict[str, Any] = {}
+    if result.get("id"):
+        attributes["gen_ai.response.id"] = str(result["id"])
+    if result.get("model"):
+        attributes["gen_ai.response.model"] = str(result["model"])
+    reasons = [c["finish_reason"] for c in result.get("choices") or [] if c.get("finish_reason")]
+    if reasons:
+        attributes["gen_ai.response.finish_reasons"] = reasons
+    usage = result.get("usage")
     if usage:
         attributes["gen_ai.usage.input_tokens"] = int(usage.get("prompt_tokens", 0))
         attributes["gen_ai.usage.output_tokens"] = int(usage.get("completion_tokens", 0))
@@ -108,8 +118,8 @@ class UpstreamStream:
             await self.aclose()
 
     def _observe(self, chunk: JSON) -> JSON:
-        if chunk.get("usage"):
-            _record_usage(self._span, chunk["usage"], chunk.get("model"))
+        if chunk.get("usage") or any(c.get("finish_reason") for c in chunk.get("choices") or []):
+            _record_response(self._span, chunk)
         return chunk
 
     async def aclose(self) -> None:
@@ -154,7 +164,7 @@ class ChatGateway:
                 try:
                     with trace.use_span(span, end_on_exit=False), pool.holding(replica):
                         result = await replica.backend.complete({**body, "model": pool.model})
-                    _record_usage(span, result.get("usage"), result.get("model"))
+                    _record_response(span, result)
                 except UpstreamFailed as exc:
                     replica.mark(healthy=False)
                     _fail(span, exc)
@@ -207,8 +217,10 @@ class ChatGateway:
                     with contextlib.suppress(Exception):
                         await rest.aclose()
                     raise
+                # No GenAI convention names a span attribute for it (the conventions'
+                # time-to-first-token is a metric): ours, in seconds.
                 span.set_attribute(
-                    "gen_ai.response.time_to_first_chunk", round(time.perf_counter() - started, 4)
+                    "headwater.llm.time_to_first_chunk_s", round(time.perf_counter() - started, 4)
                 )
                 _count_ok(replica, tier)
                 stream = UpstreamStream(

@@ -15,6 +15,7 @@ from acl.models import DocumentAcl
 from core.errors import UpstreamUnavailable
 from core.kafka import KafkaProducer, read_records, read_to_end
 from core.settings import Settings
+from core.telemetry import traced_process
 from ingest.extract import SUPPORTED, extract
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
@@ -92,7 +93,9 @@ def publish(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    # Traced like every process of ours: each publish span's traceparent goes with its
+    # message, so the worker's ingest trace continues it (HEADWATER_OTLP_ENDPOINT exports).
+    with traced_process(settings), Progress(*columns, console=console) as progress:
         task = progress.add_task("publishing", total=len(files))
         for path in files:
             try:
