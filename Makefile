@@ -19,7 +19,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --progress-bar on -e '.[dev]'
 	@touch $@
 
-setup: $(STAMP) tools  ## Install everything: virtualenvs, Kafka jars, the LLM (cached).
+# schemathesis fuzzes our OpenAPI document from a virtualenv of its own (its pins clash
+# with the app's); tests/e2e/test_openapi_conformance.py runs it.
+ST_VENV := .venv-schemathesis
+ST_STAMP := $(ST_VENV)/.installed-4.32.5
+
+$(ST_STAMP):
+	@echo "==> schemathesis virtualenv ($(ST_VENV))"
+	$(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/pip install --quiet schemathesis==4.32.5
+	@touch $@
+
+setup: $(STAMP) $(ST_STAMP) tools  ## Install everything: virtualenvs, Kafka jars, the LLM (cached).
 	@echo "==> Kafka jars"
 	deploy/kafka/kafka.sh fetch
 	@echo "==> LLM server virtualenv and model"

@@ -14,6 +14,7 @@ from api.chat import router as chat_route
 from api.chat.front_door import ChatFrontDoor
 from api.errors import register_error_handlers
 from api.middleware import RequestMiddleware
+from api.openapi import truthful_openapi
 from api.routers import admin, documents, health, search, usage
 from api.services import Services
 from core.settings import Settings
@@ -88,4 +89,5 @@ def create_app(settings: Settings, *, open_services: ServicesFactory) -> Headwat
     )
     app.add_middleware(RequestMiddleware, body_limit=body_limit)
     app.chat_front_door = ChatFrontDoor(app, body_limit=body_limit)
+    app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]
     return app

@@ -72,7 +72,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     error_type = _STATUS_TYPES.get(exc.status_code, "server_error")
     code = getattr(exc, "code", None)
-    return _respond(exc.status_code, error_body(str(exc.detail), error_type=error_type, code=code))
+    response = _respond(
+        exc.status_code, error_body(str(exc.detail), error_type=error_type, code=code)
+    )
+    # Starlette's own headers go along: a 405 carries ``Allow`` (the methods the path has).
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
