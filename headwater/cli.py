@@ -13,8 +13,8 @@ from rich.console import Console
 from core.settings import Settings
 from core.telemetry import configure_logging, traced_process
 from headwater.keys_cli import keys
+from headwater.router_cli import router_app
 from headwater.usage_cli import usage
-from inference.router_eval import router_app
 from ingest.cli import dlq, publish
 
 app = typer.Typer(

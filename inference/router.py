@@ -1,7 +1,8 @@
 """Chooses the tier for a request's ``model``: ``auto``, an alias, or a served id.
 
-``auto`` is scored (inference.scoring): prompt features and retrieval signals against a
-threshold calibrated online to ``router_target_large_share``. Without a large tier every
+``auto`` is scored (inference.scoring): the learned router over the question's
+embedding, plus the retrieval and conversation priors, against a threshold calibrated
+online to ``router_target_large_share``. Without a large tier every
 request goes to the small one, and the reason says so.
 """
 
@@ -40,6 +41,11 @@ class ModelRouter:
     @property
     def pools(self) -> BackendPools:
         return self._pools
+
+    def wants_embedding(self, requested: str) -> bool:
+        """Whether routing ``requested`` reads the question's embedding (``auto`` with a
+        large tier to choose: the learned scorer)."""
+        return requested == "auto" and "large" in self._pools.pools
 
     def served_models(self) -> list[str]:
         return self._pools.served_models()

@@ -159,7 +159,7 @@ def test_calibrator_rejects_bad_settings(target: float, window: int) -> None:
 
 
 def test_auto_router_decisions_say_why() -> None:
-    router = AutoRouter(0.5, 100, initial_threshold=0.5)
+    router = AutoRouter(0.5, 100, scorer=PromptScorer(), initial_threshold=0.5)
     hard = router.decide(_signals("Write a Python script that " + "parses payroll, " * 20))
     easy = router.decide(_signals("thanks!"))
     assert (hard.tier, hard.reason) == ("large", "auto:score>=threshold")
