@@ -185,7 +185,7 @@ class Settings(BaseSettings):
         "a collection built before the lexical vector serves dense until re-indexed.",
     )
     retrieval_fusion: Literal["rrf", "dbsf"] = Field(
-        "rrf", description="How hybrid search fuses its prefetches: reciprocal rank or DBSF."
+        "dbsf", description="How hybrid search fuses its prefetches: DBSF or reciprocal rank."
     )
     retrieval_rerank: Literal["none", "mmr"] = Field(
         "none",

@@ -6,7 +6,8 @@ the store's state collection *after* its chunks are written, so a crash in betwe
 re-applies the event on redelivery instead of skipping it.
 
 Work is shared across a batch: every upsert's chunks are embedded in one call.
-Unchanged text (same SHA-256) is never re-embedded; an ACL change never is.
+Unchanged text (same SHA-256) is never re-embedded; an ACL change never is. Each chunk
+is stored with its lexical (BM25) terms beside its embedding, both of the same passage.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ingest.models import DocumentEvent
 from retrieval.embedding import Embedder
 from retrieval.records import DocumentFields, StoredChunk, acl_update, document_update
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, point_id
+from retrieval.sparse import LexicalEncoder
 from retrieval.store import VectorStore
 
 _tracer = trace.get_tracer("headwater.ingest")
@@ -46,13 +48,25 @@ class _Plan:
     vectors: list[list[float]] = field(default_factory=list)
 
 
+def _passage(event: DocumentEvent, chunk: Chunk) -> str:
+    """What a chunk is embedded and term-weighted as: its document's title, then its text."""
+    return f"{event.title}\n{chunk.text}" if event.title else chunk.text
+
+
 def _sha(event: DocumentEvent) -> str:
     return hashlib.sha256((event.text or "").encode()).hexdigest()
 
 
-def document_fields(event: DocumentEvent) -> DocumentFields:
-    """What every chunk of the event's document version carries (text aside)."""
+def document_fields(event: DocumentEvent, ctx: context.Context | None = None) -> DocumentFields:
+    """What every chunk of the event's document version carries (text aside), with the
+    ingest span of ``ctx`` (the event's process span) as the chunks' ``ingest_trace``."""
+    span = trace.get_current_span(ctx).get_span_context() if ctx is not None else None
     return DocumentFields(
+        ingest_trace=(
+            f"00-{span.trace_id:032x}-{span.span_id:016x}-{int(span.trace_flags):02x}"
+            if span is not None and span.is_valid
+            else None
+        ),
         tenant=event.tenant,
         doc_id=event.doc_id,
         version=event.version,
@@ -69,12 +83,19 @@ class IndexWriter:
     """Turns validated events into store operations; see the module docstring."""
 
     def __init__(
-        self, *, store: VectorStore, embedder: Embedder, chunker: Chunker, collection: str
+        self,
+        *,
+        store: VectorStore,
+        embedder: Embedder,
+        chunker: Chunker,
+        collection: str,
+        lexical: LexicalEncoder | None = None,
     ):
         self._store = store
         self._embedder = embedder
         self._chunker = chunker
         self._collection = collection
+        self._lexical = lexical or LexicalEncoder()
 
     async def apply(self, event: DocumentEvent) -> WriteResult:
         """Apply one event in the current trace context."""
@@ -133,11 +154,7 @@ class IndexWriter:
         return _Plan(event, ctx, "embed", chunks=chunks)
 
     async def _embed(self, plans: list[_Plan]) -> None:
-        inputs = [
-            f"{plan.event.title}\n{chunk.text}" if plan.event.title else chunk.text
-            for plan in plans
-            for chunk in plan.chunks
-        ]
+        inputs = [_passage(plan.event, chunk) for plan in plans for chunk in plan.chunks]
         if not inputs:
             return
         links = [trace.Link(trace.get_current_span(p.ctx).get_span_context()) for p in plans[1:]]
@@ -183,7 +200,7 @@ class IndexWriter:
                     self._store.set_payload,
                     event.tenant,
                     event.doc_id,
-                    document_update(document_fields(event)),
+                    document_update(document_fields(event, plan.ctx)),
                 )
             else:
                 span.set_attribute("db.operation.name", "upsert")
@@ -192,13 +209,14 @@ class IndexWriter:
 
     def _upsert(self, plan: _Plan) -> None:
         event = plan.event
-        document = document_fields(event)
+        document = document_fields(event, plan.ctx)
         self._store.upsert(
             [
                 ChunkPoint(
                     id=point_id(event.tenant, event.doc_id, chunk.chunk_no),
                     vector=vector,
                     chunk=StoredChunk(document, chunk.chunk_no, chunk.text),
+                    lexical=self._lexical.encode_document(_passage(event, chunk)),
                 )
                 for chunk, vector in zip(plan.chunks, plan.vectors, strict=True)
             ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from acl.filter import PermissionFilter
 from core.errors import UpstreamUnavailable
+from retrieval.query import SearchQuery
 from retrieval.records import StoredChunk
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, Hit
 from retrieval.store import VectorStore
@@ -28,6 +29,10 @@ class OutageSwitchStore:
     def _check(self) -> None:
         if self._flag.exists():
             raise UpstreamUnavailable(f"injected store outage ({self._flag} exists)")
+
+    @property
+    def lexical(self) -> bool:
+        return self._inner.lexical
 
     def ensure_collection(self, *, dim: int, model: str) -> None:
         self._inner.ensure_collection(dim=dim, model=model)
@@ -45,10 +50,14 @@ class OutageSwitchStore:
         self._inner.set_payload(tenant, doc_id, payload)
 
     def search(
-        self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
+        self,
+        query: SearchQuery | Sequence[float],
+        *,
+        permission: PermissionFilter,
+        limit: int,
     ) -> list[Hit]:
         self._check()
-        return self._inner.search(vector, permission=permission, limit=limit)
+        return self._inner.search(query, permission=permission, limit=limit)
 
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
         self._check()

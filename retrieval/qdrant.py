@@ -2,10 +2,14 @@
 
 The only module that imports ``qdrant_client``. Tests run it against the client's
 ``:memory:`` mode, which stands in for a server (too slow to serve in production).
+
+A collection created before the ``lexical`` sparse vector is served dense-only until
+rebuilt (:mod:`retrieval.store`).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -13,19 +17,25 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from acl.filter import MatchAny, PermissionFilter
+from retrieval.query import RRF_K, SearchQuery, as_search_query, hits_of
 from retrieval.records import StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
+    SPARSE_VECTOR_NAME,
     VECTOR_NAME,
     ChunkPoint,
     DocumentKey,
     DocumentState,
     Hit,
+    SparseTerms,
     state_collection,
     state_point_id,
     states_by_key,
     versioned_collection,
 )
+from retrieval.store import LEGACY_COLLECTION_WARNING
+
+_log = logging.getLogger(__name__)
 
 
 class QdrantServerStore:
@@ -35,6 +45,12 @@ class QdrantServerStore:
         self._client = client
         self._alias = alias
         self._states: str | None = None
+        self._lexical = True
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the collection has the ``lexical`` sparse vector (sparse/hybrid search)."""
+        return self._lexical
 
     @classmethod
     def connect(cls, url: str, *, api_key: str | None, alias: str) -> QdrantServerStore:
@@ -56,12 +72,18 @@ class QdrantServerStore:
                 },
             )
         if self._client.collection_exists(self._alias):
+            self._lexical = self._has_lexical(self._alias)
             return
-        if not self._client.collection_exists(name):
+        if self._client.collection_exists(name):
+            self._lexical = self._has_lexical(name)
+        else:
             self._client.create_collection(
                 name,
                 vectors_config={
                     VECTOR_NAME: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                },
+                sparse_vectors_config={
+                    SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
             )
             with warnings.catch_warnings():
@@ -83,7 +105,7 @@ class QdrantServerStore:
         self._client.upsert(
             self._alias,
             points=[
-                models.PointStruct(id=p.id, vector={VECTOR_NAME: p.vector}, payload=p.payload())
+                models.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload())
                 for p in points
             ],
             wait=True,
@@ -107,18 +129,33 @@ class QdrantServerStore:
             wait=True,
         )
 
+    def _has_lexical(self, collection: str) -> bool:
+        sparse = self._client.get_collection(collection).config.params.sparse_vectors or {}
+        if SPARSE_VECTOR_NAME not in sparse:
+            _log.warning(LEGACY_COLLECTION_WARNING, collection)
+            return False
+        return True
+
+    def _vectors(self, point: ChunkPoint) -> dict[str, models.Vector]:
+        if not self._lexical:
+            return {VECTOR_NAME: point.vector}
+        return {VECTOR_NAME: point.vector, SPARSE_VECTOR_NAME: _sparse(point.lexical)}
+
     def search(
-        self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
+        self,
+        query: SearchQuery | Sequence[float],
+        *,
+        permission: PermissionFilter,
+        limit: int,
     ) -> list[Hit]:
+        wanted = as_search_query(query)
+        if not self._lexical:  # warned at open: served dense until re-indexed
+            wanted = wanted.dense_only()
+        permitted = _permission_filter(permission)
         response = self._client.query_points(
-            self._alias,
-            query=list(vector),
-            using=VECTOR_NAME,
-            query_filter=_permission_filter(permission),
-            limit=limit,
-            with_payload=True,
+            self._alias, **_query_args(wanted, permitted, limit), limit=limit, with_payload=True
         )
-        return [Hit.of(p.id, p.score, p.payload) for p in response.points]
+        return hits_of(wanted, response.points)
 
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
         if not keys:
@@ -186,6 +223,58 @@ class QdrantServerStore:
 
 
 _STATE_VECTOR = "state"
+
+
+def _sparse(terms: SparseTerms | None) -> models.SparseVector:
+    assert terms is not None, "SearchQuery guarantees lexical terms outside dense mode"
+    return models.SparseVector(indices=list(terms.indices), values=list(terms.values))
+
+
+def _query_args(query: SearchQuery, permitted: models.Filter, limit: int) -> dict[str, Any]:
+    """``query_points`` arguments for ``query``; every stage carries the permission filter."""
+    if query.plain_dense:
+        return {"query": list(query.dense), "using": VECTOR_NAME, "query_filter": permitted}
+    pool = query.pool(limit)
+    sources = _sources(query, permitted, pool)
+    args: dict[str, Any] = {"query_filter": permitted, "with_vectors": [VECTOR_NAME]}
+    if query.rerank == "mmr":
+        if len(sources) > 1:
+            sources = [
+                models.Prefetch(
+                    prefetch=sources, query=_fusion(query), filter=permitted, limit=pool
+                )
+            ]
+        mmr = models.Mmr(diversity=query.mmr_diversity, candidates_limit=pool)
+        args |= {"query": models.NearestQuery(nearest=list(query.dense), mmr=mmr)}
+        return args | {"prefetch": sources, "using": VECTOR_NAME}
+    if len(sources) > 1:
+        return args | {"prefetch": sources, "query": _fusion(query)}
+    (only,) = sources  # sparse: the lexical search itself, IDF over what the caller may read
+    return args | {"query": only.query, "using": only.using, "search_params": only.params}
+
+
+def _sources(query: SearchQuery, permitted: models.Filter, pool: int) -> list[models.Prefetch]:
+    dense = models.Prefetch(
+        query=list(query.dense), using=VECTOR_NAME, filter=permitted, limit=pool
+    )
+    if query.mode == "dense":
+        return [dense]
+    lexical = models.Prefetch(
+        query=_sparse(query.lexical),
+        using=SPARSE_VECTOR_NAME,
+        filter=permitted,
+        # IDF over the points the caller may read: a document they cannot see never moves
+        # their scores (no side channel; tests/integration/test_permission_properties.py).
+        params=models.SearchParams(idf=models.IdfCorpusParams(corpus=permitted)),
+        limit=pool,
+    )
+    return [lexical] if query.mode == "sparse" else [dense, lexical]
+
+
+def _fusion(query: SearchQuery) -> models.Query:
+    if query.fusion == "rrf":
+        return models.RrfQuery(rrf=models.Rrf(k=RRF_K))
+    return models.FusionQuery(fusion=models.Fusion.DBSF)
 
 
 def _match(key: str, value: str | int | bool) -> models.FieldCondition:

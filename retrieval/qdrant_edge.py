@@ -3,11 +3,16 @@
 An edge shard is one collection in one folder. The alias lives in ``aliases.json``
 beside the shards, so an embedding-model change can build a new shard and switch
 by rewriting one small file atomically.
+
+A shard created before the ``lexical`` sparse vector cannot gain it (the engine refuses
+a config that adds a vector to existing segments): it is served dense-only until rebuilt
+(:mod:`retrieval.store`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,19 +23,25 @@ import numpy
 import qdrant_edge as qe
 
 from acl.filter import MatchAny, PermissionFilter
+from retrieval.query import RRF_K, SearchQuery, as_search_query, hits_of
 from retrieval.records import StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
+    SPARSE_VECTOR_NAME,
     VECTOR_NAME,
     ChunkPoint,
     DocumentKey,
     DocumentState,
     Hit,
+    SparseTerms,
     state_collection,
     state_point_id,
     states_by_key,
     versioned_collection,
 )
+from retrieval.store import LEGACY_COLLECTION_WARNING
+
+_log = logging.getLogger(__name__)
 
 
 class EdgeStore:
@@ -42,19 +53,28 @@ class EdgeStore:
         self._shard: qe.EdgeShard | None = None
         self._states: qe.EdgeShard | None = None
         self._write_lock = threading.Lock()
+        self._lexical = True
         target = self._read_aliases().get(alias)
         if target and (root / target).exists():
-            self._shard = qe.EdgeShard.load(str(root / target))
+            self._shard, self._lexical = _load_chunk_shard(root / target)
             self._states = _open_shard(root / state_collection(target), _STATE_VECTORS)
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the collection has the ``lexical`` sparse vector (sparse/hybrid search)."""
+        return self._lexical
 
     def ensure_collection(self, *, dim: int, model: str) -> None:
         if self._shard is not None:
             return
         name = versioned_collection(self._alias, model, dim)
-        shard = _open_shard(
-            self._root / name,
-            {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-        )
+        path = self._root / name
+        if path.exists():
+            shard, self._lexical = _load_chunk_shard(path)
+        else:
+            dense = {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+            config = qe.EdgeConfig(vectors=dense, sparse_vectors=_SPARSE_VECTORS)
+            shard = qe.EdgeShard.create(str(path), config)
         for field, kind in PAYLOAD_INDEXES.items():
             shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
         self._states = _open_shard(self._root / state_collection(name), _STATE_VECTORS)
@@ -65,7 +85,7 @@ class EdgeStore:
         if not points:
             return
         operation = qe.UpdateOperation.upsert_points(
-            [qe.Point(p.id, {VECTOR_NAME: p.vector}, p.payload()) for p in points]
+            [qe.Point(p.id, self._vectors(p), p.payload()) for p in points]
         )
         with self._write_lock:
             self._ready().update(operation)
@@ -82,16 +102,23 @@ class EdgeStore:
         with self._write_lock:
             self._ready().update(qe.UpdateOperation.set_payload_by_filter(document, payload))
 
+    def _vectors(self, point: ChunkPoint) -> dict[str, Any]:
+        if not self._lexical:
+            return {VECTOR_NAME: point.vector}
+        return {VECTOR_NAME: point.vector, SPARSE_VECTOR_NAME: _sparse(point.lexical)}
+
     def search(
-        self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
+        self,
+        query: SearchQuery | Sequence[float],
+        *,
+        permission: PermissionFilter,
+        limit: int,
     ) -> list[Hit]:
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(list(vector), using=VECTOR_NAME),
-            filter=_permission_filter(permission),
-            with_payload=True,
-        )
-        return [Hit.of(p.id, p.score, p.payload) for p in self._ready().query(request)]
+        wanted = as_search_query(query)
+        if not self._lexical:  # warned at open: served dense until re-indexed
+            wanted = wanted.dense_only()
+        request = _request(wanted, _permission_filter(permission), limit)
+        return hits_of(wanted, self._ready().query(request))
 
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
         ids: list[qe.PointId] = [state_point_id(*key) for key in keys]
@@ -167,12 +194,89 @@ class EdgeStore:
 _STATE_VECTOR = "state"
 # The state shard needs a vector; each record carries the constant [1.0].
 _STATE_VECTORS = {_STATE_VECTOR: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)}
+_SPARSE_VECTORS = {SPARSE_VECTOR_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+
+
+def _load_chunk_shard(path: Path) -> tuple[qe.EdgeShard, bool]:
+    """The chunk shard at ``path`` and whether it has the lexical vector: loading with it
+    in the config fails on a shard without it (edge 0.9 shows no loaded shard's config)."""
+    try:
+        return qe.EdgeShard.load(str(path), qe.EdgeConfig(sparse_vectors=_SPARSE_VECTORS)), True
+    except Exception:  # the engine raises a bare Exception for an incompatible config
+        _log.warning(LEGACY_COLLECTION_WARNING, path.name)
+        return qe.EdgeShard.load(str(path)), False
 
 
 def _open_shard(path: Path, vectors: dict[str, qe.EdgeVectorParams]) -> qe.EdgeShard:
     if path.exists():
         return qe.EdgeShard.load(str(path))
     return qe.EdgeShard.create(str(path), qe.EdgeConfig(vectors=vectors))
+
+
+def _sparse(terms: SparseTerms | None) -> qe.SparseVector:
+    assert terms is not None, "SearchQuery guarantees lexical terms outside dense mode"
+    return qe.SparseVector(list(terms.indices), list(terms.values))
+
+
+def _request(query: SearchQuery, permitted: qe.Filter, limit: int) -> qe.QueryRequest:
+    """The engine's request for ``query``; every stage carries the permission filter."""
+    if query.plain_dense:
+        return qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(list(query.dense), using=VECTOR_NAME),
+            filter=permitted,
+            with_payload=True,
+        )
+    pool = query.pool(limit)
+    sources = _sources(query, permitted, pool)
+    top: Any
+    params = None
+    if query.rerank == "mmr":
+        if len(sources) > 1:
+            sources = [
+                qe.Prefetch(pool, prefetches=sources, query=_fusion(query), filter=permitted)
+            ]
+        # The engine's lambda weighs relevance; the setting weighs diversity.
+        top = qe.Mmr(list(query.dense), 1.0 - query.mmr_diversity, pool, using=VECTOR_NAME)
+    elif len(sources) > 1:
+        top = _fusion(query)
+    else:  # sparse: the lexical search itself, IDF over what the caller may read
+        (only,), sources = sources, []
+        top, params = only.query, only.params
+    return qe.QueryRequest(
+        limit=limit,
+        query=top,
+        prefetches=sources,
+        filter=permitted,
+        params=params,
+        with_payload=True,
+        with_vector=[VECTOR_NAME],
+    )
+
+
+def _sources(query: SearchQuery, permitted: qe.Filter, pool: int) -> list[qe.Prefetch]:
+    dense = qe.Prefetch(
+        pool, query=qe.Query.Nearest(list(query.dense), using=VECTOR_NAME), filter=permitted
+    )
+    if query.mode == "dense":
+        return [dense]
+    lexical = qe.Prefetch(
+        pool,
+        query=qe.Query.Nearest(_sparse(query.lexical), using=SPARSE_VECTOR_NAME),
+        filter=permitted,
+        params=_idf_scope(permitted),
+    )
+    return [lexical] if query.mode == "sparse" else [dense, lexical]
+
+
+def _idf_scope(permitted: qe.Filter) -> qe.SearchParams:
+    # IDF over the points the caller may read: a document they cannot see never moves
+    # their scores (no side channel; tests/integration/test_permission_properties.py).
+    return qe.SearchParams(idf=qe.IdfParams(corpus=permitted))
+
+
+def _fusion(query: SearchQuery) -> Any:
+    return qe.Fusion.Rrf(k=RRF_K) if query.fusion == "rrf" else qe.Fusion.Dbsf()
 
 
 def _match(key: str, value: str | int | bool) -> qe.FieldCondition:

@@ -34,6 +34,9 @@ class DocumentFields:
     content_sha256: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     indexed_at: str = field(default_factory=_now)
+    # W3C traceparent of the ingest span that indexed this version: an answer's retrieval
+    # span links to it, so one answer leads back to the publishes that fed it.
+    ingest_trace: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class DocumentFields:
             "source": self.source,
             **acl_payload(self.acl),
             "indexed_at": self.indexed_at,
+            "ingest_trace": self.ingest_trace,
             "content_sha256": self.content_sha256,
             # Free-form metadata lives under its own key: it never overwrites a reserved one.
             "metadata": dict(self.metadata),
@@ -67,6 +71,7 @@ class DocumentFields:
             content_sha256=payload.get("content_sha256"),
             metadata=dict(payload.get("metadata") or {}),
             indexed_at=str(payload.get("indexed_at") or ""),
+            ingest_trace=payload.get("ingest_trace"),
         )
 
 
@@ -105,6 +110,16 @@ class StoredChunk:
     @property
     def acl(self) -> DocumentAcl:
         return self.document.acl
+
+    def ingest_span(self) -> tuple[int, int] | None:
+        """The (trace id, span id) of the ingest span that indexed this chunk, if known."""
+        parts = (self.document.ingest_trace or "").split("-")
+        if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+            return None
+        try:
+            return int(parts[1], 16), int(parts[2], 16)
+        except ValueError:
+            return None
 
     def with_document(self, **changes: Any) -> StoredChunk:
         """A copy whose document fields are changed (tests and tools)."""

@@ -1,4 +1,10 @@
-"""The collection schema. This module is its only owner (ARCHITECTURE.md, "Qdrant collection")."""
+"""The collection schema. This module is its only owner (ARCHITECTURE.md, "Qdrant collection").
+
+Each chunk is stored with two named vectors: ``dense`` (the embedding model's, cosine) and
+``lexical`` (sparse BM25 term weights from :mod:`retrieval.sparse`, with Qdrant's IDF
+modifier, so the engine applies IDF at query time). A collection created before the
+lexical vector existed keeps serving dense-only: see :mod:`retrieval.store`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any, Literal
 from retrieval.records import StoredChunk
 
 VECTOR_NAME = "dense"
+SPARSE_VECTOR_NAME = "lexical"
 # A fixed namespace so every process derives the same point id for the same chunk.
 POINT_NAMESPACE = uuid.UUID("5b0c3f5e-3c4a-4d0e-9a55-6f1d3b7c2a10")
 
@@ -71,12 +78,21 @@ def versioned_collection(alias: str, model: str, dim: int) -> str:
 
 
 @dataclass(frozen=True)
+class SparseTerms:
+    """A sparse vector as plain data: term ids (hashes) and their weights."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class ChunkPoint:
-    """One chunk ready to store: id, dense vector and the typed record of its payload."""
+    """One chunk ready to store: id, dense vector, lexical terms and its typed record."""
 
     id: str
     vector: list[float]
     chunk: StoredChunk
+    lexical: SparseTerms
 
     def payload(self) -> dict[str, Any]:
         return self.chunk.to_payload()
@@ -125,17 +141,33 @@ def states_by_key(payloads: Iterable[dict[str, Any] | None]) -> dict[DocumentKey
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the point's id, its score and the stored chunk."""
+    """One search result: the point's id, its score and the stored chunk.
+
+    ``score`` is always the cosine similarity of the question and the chunk, whatever the
+    search mode (the grounding floor and the router read it as such); hits come in the
+    engine's order, whose own score (fused RRF/DBSF, BM25, or MMR) is ``rank_score``.
+    """
 
     id: str
     score: float
     chunk: StoredChunk
+    rank_score: float | None = None
 
     @classmethod
-    def of(cls, point_id: object, score: float, payload: dict[str, Any] | None) -> Hit:
+    def of(
+        cls,
+        point_id: object,
+        score: float,
+        payload: dict[str, Any] | None,
+        *,
+        rank_score: float | None = None,
+    ) -> Hit:
         """A hit from an engine's scored point (its id, score and payload)."""
         return cls(
-            id=str(point_id), score=float(score), chunk=StoredChunk.from_payload(payload or {})
+            id=str(point_id),
+            score=float(score),
+            chunk=StoredChunk.from_payload(payload or {}),
+            rank_score=float(score) if rank_score is None else rank_score,
         )
 
     @property

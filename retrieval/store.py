@@ -2,7 +2,17 @@
 
 Methods are synchronous (both engines answer in milliseconds); async callers run them
 in a worker thread. Search takes a :class:`PermissionFilter` and nothing else, so no
-caller can reach the store's search without the caller's tenant and ACL clauses.
+caller can reach the store's search without the caller's tenant and ACL clauses; a
+hybrid search puts it on each of its prefetches and on the fusion alike.
+
+Migration to the lexical vector: a collection created before it (dense only) cannot gain
+a named vector in place, on either engine. Such a collection is opened as it is and
+keeps serving: its ``lexical`` property is false (a warning is logged when it is opened),
+upserts write the dense vector alone, and a sparse or hybrid search runs as a dense
+one. Nothing is lost or hidden. Re-indexing is the embedding-model procedure of docs/operating.md
+("Upgrades"): a worker with a second alias and consumer group replays the documents
+topic into a new collection, which is created with the lexical vector, and the alias
+is switched to it; its ``__documents`` companion follows the new collection.
 """
 
 from __future__ import annotations
@@ -12,12 +22,22 @@ from typing import Any, Protocol
 
 from acl.filter import PermissionFilter
 from core.settings import Settings
+from retrieval.query import SearchQuery
 from retrieval.records import StoredChunk
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, Hit
 
+LEGACY_COLLECTION_WARNING = (
+    "collection %s has no lexical vector: sparse and hybrid searches run dense until it is "
+    "re-indexed (docs/operating.md, Upgrades)"
+)
+
 
 class VectorStore(Protocol):
-    """Permission-tagged chunk storage with ACL-filtered nearest-neighbour search."""
+    """Permission-tagged chunk storage with ACL-filtered dense, sparse and hybrid search."""
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the collection has the lexical vector (false: built before it)."""
 
     def ensure_collection(self, *, dim: int, model: str) -> None:
         """Create the collection behind the alias, with its payload indexes, if missing."""
@@ -32,9 +52,14 @@ class VectorStore(Protocol):
         """Overwrite the given payload keys on every chunk of a document."""
 
     def search(
-        self, vector: Sequence[float], *, permission: PermissionFilter, limit: int
+        self,
+        query: SearchQuery | Sequence[float],
+        *,
+        permission: PermissionFilter,
+        limit: int,
     ) -> list[Hit]:
-        """The ``limit`` nearest chunks that ``permission`` lets its principal see."""
+        """The ``limit`` best chunks for ``query`` that ``permission`` lets its principal
+        see, best first; a bare vector is a dense search."""
 
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
         """The recorded state of each known document among ``keys``."""

@@ -2,9 +2,11 @@
 
 A hypothesis state machine adds, re-permissions and deletes documents with random ACLs,
 changes group memberships through the directory, and queries as random principals.
-Invariants: every returned chunk is visible to its caller under the model's ACLs;
-adding a document a user cannot see never changes that user's results; after a
-revocation (ACL change or membership change) the user gets no hit of that document.
+Invariants, in every search mode (dense, sparse BM25, hybrid with each fusion, and
+hybrid with MMR): every returned chunk is visible to its caller under the model's ACLs;
+adding a document a user cannot see never changes that user's results (nor their
+scores: the engine's IDF counts only what the caller may read); after a revocation (ACL
+change or membership change) the user gets no hit of that document.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from ingest.models import DocumentEvent
 from ingest.runtime import build_writer
 from retrieval.embedding import SentenceTransformerEmbedder
 from retrieval.qdrant_edge import EdgeStore
+from retrieval.query import SearchQuery
+from retrieval.sparse import LexicalEncoder
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +53,15 @@ acls = st.builds(
 )
 
 EMBEDDER: SentenceTransformerEmbedder | None = None
+LEXICAL = LexicalEncoder()
+HOWS: list[dict[str, str]] = [
+    {"mode": "dense"},
+    {"mode": "sparse"},
+    {"mode": "hybrid", "fusion": "rrf"},
+    {"mode": "hybrid", "fusion": "dbsf"},
+    {"mode": "hybrid", "rerank": "mmr"},
+]
+Results = list[tuple[str, int, float]]
 
 
 class PermissionMachine(RuleBasedStateMachine):
@@ -80,11 +93,20 @@ class PermissionMachine(RuleBasedStateMachine):
     def _visible(self, user: str, acl: DocumentAcl) -> bool:
         return acl.allows(Principal(tenant="acme", user_id=user, groups=self.members[user]))
 
-    def _results(self, user: str, query: str) -> list[tuple[str, int]]:
+    def _results(self, user: str, query: str) -> list[Results]:
+        """The user's hits (with their engine scores) in each search mode."""
         assert EMBEDDER is not None
         permission = PermissionFilter.for_principal(self._principal(user))
-        hits = self.store.search(EMBEDDER.embed([query])[0], permission=permission, limit=10)
-        return [(hit.doc_id, hit.chunk_no) for hit in hits]
+        vector, terms = EMBEDDER.embed([query])[0], LEXICAL.encode_query(query)
+        found = []
+        for how in HOWS:
+            wanted = SearchQuery(vector, lexical=terms, **how)  # type: ignore[arg-type]
+            hits = self.store.search(wanted, permission=permission, limit=10)
+            found.append([(h.doc_id, h.chunk_no, round(h.rank_score or 0.0, 4)) for h in hits])
+        return found
+
+    def _doc_ids(self, user: str, query: str) -> set[str]:
+        return {doc_id for hits in self._results(user, query) for doc_id, _, _ in hits}
 
     @rule(acl=acls, topic=st.sampled_from(TOPICS))
     def add_document(self, acl: DocumentAcl, topic: str) -> None:
@@ -112,7 +134,7 @@ class PermissionMachine(RuleBasedStateMachine):
         self.docs[doc_id] = (acl, version)
         for user in USERS:
             if not self._visible(user, acl):
-                assert all(d != doc_id for q in QUERIES[:2] for d, _ in self._results(user, q))
+                assert all(doc_id not in self._doc_ids(user, q) for q in QUERIES[:2])
 
     @rule(data=st.data())
     def delete_document(self, data: st.DataObject) -> None:
@@ -150,7 +172,7 @@ class PermissionMachine(RuleBasedStateMachine):
         if not hasattr(self, "store"):
             return
         for user in USERS:
-            for doc_id, _ in self._results(user, QUERIES[self.counter % len(QUERIES)]):
+            for doc_id in self._doc_ids(user, QUERIES[self.counter % len(QUERIES)]):
                 assert doc_id in self.docs, f"{user} got deleted {doc_id}"
                 assert self._visible(user, self.docs[doc_id][0]), f"{user} may not see {doc_id}"
 

@@ -1,5 +1,6 @@
 """One behavioural suite for both vector-store adapters: the embedded engine
-(qdrant-edge-py) and the server adapter (qdrant-client; ``:memory:`` stands in)."""
+(qdrant-edge-py) and the server adapter (qdrant-client; ``:memory:`` stands in): dense,
+sparse (BM25) and hybrid (fused) search, always under the permission filter."""
 
 from __future__ import annotations
 
@@ -13,12 +14,23 @@ from acl.filter import PermissionFilter, RequestFilter
 from acl.models import DocumentAcl, Principal
 from retrieval.qdrant import QdrantServerStore
 from retrieval.qdrant_edge import EdgeStore
+from retrieval.query import SearchQuery
 from retrieval.records import DocumentFields, StoredChunk
 from retrieval.schema import ChunkPoint, point_id
+from retrieval.sparse import LexicalEncoder
 from retrieval.store import VectorStore
 
 pytestmark = pytest.mark.integration
 DIM = 8
+LEXICAL = LexicalEncoder()
+# What each document says: the handbook alone names the rare term "zyxomorph".
+TEXTS = {
+    "hr-salaries": "Salary bands and pay grades for every role",
+    "alice-notes": "Alice's notes on the quarterly salary review",
+    "handbook": "Employee handbook: the zyxomorph badge renewal procedure",
+    "nobody": "Zyxomorph salary secrets nobody may read",
+    "globex-public": "Globex zyxomorph salary handbook",
+}
 
 
 def _vector(seed: int) -> list[float]:
@@ -40,8 +52,11 @@ def _point(tenant: str, doc_id: str, chunk_no: int, *, seed: int, **acl: object)
         ),
         metadata={"department": acl.get("department", "none")},
     )
-    chunk = StoredChunk(document, chunk_no, f"{doc_id} chunk {chunk_no}")
-    return ChunkPoint(point_id(tenant, doc_id, chunk_no), _vector(seed), chunk)
+    text = TEXTS.get(doc_id, f"{doc_id} chunk {chunk_no}")
+    chunk = StoredChunk(document, chunk_no, text)
+    return ChunkPoint(
+        point_id(tenant, doc_id, chunk_no), _vector(seed), chunk, LEXICAL.encode_document(text)
+    )
 
 
 @pytest.fixture(params=["edge", "server"])
@@ -158,3 +173,98 @@ def test_chunks_lists_every_chunk_of_one_tenant(store: VectorStore) -> None:
         ("nobody", 0),
     ]
     assert [c.doc_id for c in store.chunks(tenant="globex")] == ["globex-public"]
+
+
+HR = Principal(tenant="acme", user_id="carol", groups=("hr",))
+OUTSIDER = Principal(tenant="acme", user_id="mallory")
+
+
+def _search(
+    store: VectorStore, principal: Principal, words: str, *, seed: int = 1, **how: object
+) -> list[tuple[str, int]]:
+    query = SearchQuery(_vector(seed), lexical=LEXICAL.encode_query(words), **how)  # type: ignore[arg-type]
+    permission = PermissionFilter.for_principal(principal)
+    return [(h.doc_id, h.chunk_no) for h in store.search(query, permission=permission, limit=3)]
+
+
+def test_sparse_search_finds_a_rare_term_that_dense_misses(store: VectorStore) -> None:
+    assert store.lexical
+    assert _search(store, HR, "zyxomorph", mode="dense")[0] != ("handbook", 0)
+    assert _search(store, HR, "zyxomorph", mode="sparse") == [("handbook", 0)]
+    # Stemmed and case-folded: "renewing badges" matches "badge renewal".
+    assert _search(store, HR, "Renewing BADGES", mode="sparse") == [("handbook", 0)]
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
+def test_hybrid_search_returns_the_union_of_both_rankings(store: VectorStore, fusion: str) -> None:
+    dense = _search(store, HR, "zyxomorph", seed=2, mode="dense")
+    hybrid = _search(store, HR, "zyxomorph", seed=2, mode="hybrid", fusion=fusion)
+    assert dense[0] == ("hr-salaries", 1)
+    assert set(hybrid[:2]) == {("hr-salaries", 1), ("handbook", 0)}
+    assert set(hybrid) == set(dense) | {("handbook", 0)}
+
+
+@pytest.mark.parametrize("mode", ["sparse", "hybrid"])
+@pytest.mark.parametrize("rerank", ["none", "mmr"])
+def test_lexical_matches_never_cross_the_permission_filter(
+    store: VectorStore, mode: str, rerank: str
+) -> None:
+    # Every other chunk of acme says "salary" or "zyxomorph"; the outsider may read the
+    # handbook alone, whose text has no "salary".
+    found = _search(store, OUTSIDER, "zyxomorph salary secrets", mode=mode, rerank=rerank)
+    assert found == [("handbook", 0)]
+    assert set(_search(store, OUTSIDER, "salary", mode=mode, rerank=rerank)) <= {("handbook", 0)}
+    globex = Principal(tenant="globex", user_id="alice", groups=("hr",))
+    assert _search(store, globex, "zyxomorph", mode=mode, rerank=rerank) == [("globex-public", 0)]
+
+
+def test_hit_scores_stay_cosine_similarities_in_every_mode(store: VectorStore) -> None:
+    permission = PermissionFilter.for_principal(HR)
+    for how in ({"mode": "sparse"}, {"mode": "hybrid"}, {"mode": "dense", "rerank": "mmr"}):
+        query = SearchQuery(_vector(2), lexical=LEXICAL.encode_query("salary"), **how)  # type: ignore[arg-type]
+        hits = {
+            (h.doc_id, h.chunk_no): h for h in store.search(query, permission=permission, limit=3)
+        }
+        assert hits[("hr-salaries", 1)].score == pytest.approx(1.0, abs=1e-4), how
+        assert hits[("hr-salaries", 1)].rank_score is not None
+
+
+def test_mmr_trades_a_near_duplicate_for_a_different_chunk(store: VectorStore) -> None:
+    twin = _point("acme", "handbook-copy", 0, seed=4, public=True)
+    store.upsert([twin])
+    relevance = _search(store, OUTSIDER, "x", seed=4, mode="dense", rerank="mmr", mmr_diversity=0)
+    diverse = _search(store, OUTSIDER, "x", seed=4, mode="dense", rerank="mmr", mmr_diversity=1)
+    assert set(relevance) == set(diverse) == {("handbook", 0), ("handbook-copy", 0)}
+    store.upsert([_point("acme", "memo", 0, seed=9, public=True)])
+    relevance = _search(store, OUTSIDER, "x", seed=4, mode="dense", rerank="mmr", mmr_diversity=0)
+    diverse = _search(store, OUTSIDER, "x", seed=4, mode="dense", rerank="mmr", mmr_diversity=1)
+    assert relevance[1][0].startswith("handbook") and diverse[1] == ("memo", 0)
+
+
+@pytest.mark.parametrize("engine", ["edge", "server"])
+def test_a_collection_built_before_the_lexical_vector_keeps_serving_dense(
+    engine: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from retrieval.schema import versioned_collection
+
+    name = versioned_collection("chunks", "m", DIM)
+    legacy: VectorStore
+    if engine == "edge":
+        import qdrant_edge as qe
+
+        dense = {"dense": qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine)}
+        qe.EdgeShard.create(str(tmp_path / name), qe.EdgeConfig(vectors=dense)).close()
+        legacy = EdgeStore(tmp_path, alias="chunks")
+    else:
+        from qdrant_client import QdrantClient, models
+
+        client = QdrantClient(location=":memory:")
+        vectors = {"dense": models.VectorParams(size=DIM, distance=models.Distance.COSINE)}
+        client.create_collection(name, vectors_config=vectors)
+        legacy = QdrantServerStore(client, alias="chunks")
+    legacy.ensure_collection(dim=DIM, model="m")
+    assert not legacy.lexical
+    legacy.upsert([_point("acme", "handbook", 0, seed=4, public=True)])
+    assert _search(legacy, OUTSIDER, "zyxomorph", mode="hybrid") == [("handbook", 0)]
+    assert "no lexical vector" in caplog.text
+    legacy.close()
