@@ -12,6 +12,7 @@ from rich.console import Console
 
 from core.settings import Settings
 from core.telemetry import configure_logging, traced_process
+from headwater.eval_cli import eval_app
 from headwater.keys_cli import keys
 from headwater.router_cli import router_app
 from headwater.usage_cli import usage
@@ -26,6 +27,7 @@ app.command()(publish)
 app.add_typer(dlq, name="dlq")
 app.add_typer(keys, name="keys")
 app.add_typer(router_app, name="router")
+app.add_typer(eval_app, name="eval")
 app.command()(usage)
 console = Console(stderr=True)
 _NEEDS_SERVER = (
