@@ -22,7 +22,7 @@ from core.errors import InvalidRequest
 class RequestFilter(BaseModel):
     """What a caller may add to narrow a search (``headwater.retrieval.filter``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     source: list[str] | None = Field(None, description="Only these sources.")
     doc_id: list[str] | None = Field(None, description="Only these documents.")

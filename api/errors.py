@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.openapi import allowed_methods
 from core.errors import HeadwaterError
 
 _log = logging.getLogger(__name__)
@@ -68,15 +69,19 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return _respond(400, error_body(message, error_type="invalid_request_error", param=param))
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     error_type = _STATUS_TYPES.get(exc.status_code, "server_error")
     code = getattr(exc, "code", None)
     response = _respond(
         exc.status_code, error_body(str(exc.detail), error_type=error_type, code=code)
     )
-    # Starlette's own headers go along: a 405 carries ``Allow`` (the methods the path has).
+    # Starlette's own headers go along; a 405's ``Allow`` names every method of the path.
     response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        methods = allowed_methods(request.app, request.url.path)
+        if methods:
+            response.headers["Allow"] = ", ".join(methods)
     return response
 
 

@@ -12,6 +12,7 @@ schemathesis.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -74,6 +75,17 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[in
     return sorted(statuses)
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str] | None:
+    """Every method the document lists for the path template ``path`` matches (a 405's
+    ``Allow``: Starlette's own names only the methods of the one route it matched, while
+    a path may have several routes, one per method)."""
+    for template, operations in truthful_openapi(app).get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            return sorted(method.upper() for method in operations)
+    return None
+
+
 def truthful_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document with 422 removed and every error status we answer added."""
     if app.openapi_schema:
@@ -92,6 +104,10 @@ def truthful_openapi(app: FastAPI) -> dict[str, Any]:
                     "description": _DESCRIPTIONS[status],
                     "content": {"application/json": {"schema": reference}},
                 }
+    chat = schema.get("paths", {}).get("/v1/chat/completions", {}).get("post")
+    if chat is not None:  # "stream": true answers server-sent events
+        content = chat["responses"]["200"].setdefault("content", {})
+        content["text/event-stream"] = {"schema": {"type": "string"}}
     readyz = schema.get("paths", {}).get("/readyz", {}).get("get")
     if readyz is not None:
         readyz["responses"]["503"] = {"description": "Not ready: the same body, a check false."}

@@ -27,6 +27,7 @@ from inference.tokens import open_token_counter
 from inference.vllm import OpenAIBackend
 from ingest.publish import DocumentPublisher
 from retrieval.embedding import Embedder
+from retrieval.query import SearchPolicy
 from retrieval.service import Retriever
 from retrieval.store import VectorStore
 
@@ -138,7 +139,12 @@ async def open_api_services(
         router = ModelRouter(
             pools, AutoRouter(settings.router_target_large_share, settings.router_window)
         )
-        retriever = Retriever(store=store, embedder=embedder, collection=settings.collection)
+        retriever = Retriever(
+            store=store,
+            embedder=embedder,
+            collection=settings.collection,
+            policy=SearchPolicy.from_settings(settings),
+        )
         services = Services(
             settings=settings,
             authenticator=authenticator(settings, keys.authenticator),

@@ -1,4 +1,7 @@
-"""The OpenAI chat-completions wire types we accept (a strict subset of OpenAI's schema)."""
+"""The OpenAI chat-completions wire types we accept (a strict subset of OpenAI's schema).
+
+Strict: a value of the wrong JSON type is refused (400), never coerced ("true" is no
+boolean, "1" no number), so what the OpenAPI document says is what is accepted."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from core.errors import InvalidRequest
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict[str, Any]] | None = None
@@ -26,11 +29,13 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     include_usage: bool = False
 
 
 class RetrievalOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool = True
     top_k: int | None = Field(None, ge=1)
@@ -40,13 +45,13 @@ class RetrievalOptions(BaseModel):
 class HeadwaterOptions(BaseModel):
     """The ``headwater`` extension object of a request body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     retrieval: RetrievalOptions = Field(default_factory=RetrievalOptions)
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str = "auto"
     messages: list[ChatMessage] = Field(min_length=1)

@@ -84,7 +84,7 @@ class Answerer:
         )
         policy = self.policy(principal)
         messages, findings = self._screen_input(request, policy)
-        retrieved = await self._retrieve(principal, request, messages)
+        retrieved, question_vector = await self._retrieve(principal, request, messages)
         hits = relevant(retrieved, min_score=self._settings.grounding_min_score)
         prompt_tokens = sum(self._tokens.count(m["content"]) for m in messages)
         budget = self._settings.llm_context_tokens - max_tokens - prompt_tokens - 128
@@ -102,6 +102,7 @@ class Answerer:
             top_score=retrieved[0].score if retrieved else None,
             context_tokens=sum(self._tokens.count(h.chunk.text) for h in sources),
             retrieval=request.headwater.retrieval.enabled,
+            embedding=await self._question_vector(request.model, messages, question_vector),
         )
         route = self._route(request.model, signals)
         refused = signals.retrieval and not sources and self.grounding(principal) == "refuse"
@@ -157,18 +158,29 @@ class Answerer:
         principal: Principal,
         request: ChatCompletionRequest,
         messages: list[dict[str, str]],
-    ) -> list[Hit]:
+    ) -> tuple[list[Hit], list[float] | None]:
+        """The caller's hits, and the question's embedding retrieval made (for the router:
+        the same text is never embedded twice)."""
         options = request.headwater.retrieval
-        if not options.enabled:
-            return []
-        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        if not question.strip():
-            return []
+        question = _question(messages)
+        if not options.enabled or not question.strip():
+            return [], None
         top_k = min(
             options.top_k or self._settings.retrieval_top_k, self._settings.retrieval_max_top_k
         )
         permission = PermissionFilter.for_principal(principal, options.filter)
-        return await self._retriever.search(question, permission=permission, top_k=top_k)
+        result = await self._retriever.retrieve(question, permission=permission, top_k=top_k)
+        return result.hits, result.query_vector
+
+    async def _question_vector(
+        self, requested: str, messages: list[dict[str, str]], retrieved: list[float] | None
+    ) -> list[float] | None:
+        """The embedding the learned router reads: retrieval's, or (retrieval off, model
+        ``auto`` with a large tier to choose) one made now (BENCHMARKS.md: its cost)."""
+        if retrieved is not None or not self._router.wants_embedding(requested):
+            return retrieved
+        question = _question(messages)
+        return await self._retriever.embed_query(question) if question.strip() else None
 
     def _route(self, requested: str, signals: RouteSignals) -> Route:
         with _tracer.start_as_current_span("route") as span:
@@ -230,6 +242,11 @@ class Answerer:
         return relay_sse(
             prepared, chunks, self._firewall.stream(prepared.policy), include_usage=include_usage
         )
+
+
+def _question(messages: list[dict[str, str]]) -> str:
+    """The last user message (after the input firewall)."""
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
 
 def _answer_text(result: JSON) -> str:

@@ -20,7 +20,7 @@ ADMIN_ROLE = "admin"
 
 
 class KeyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: str = Field(min_length=1)
     groups: list[str] = []

@@ -25,7 +25,7 @@ CONNECTOR_ROLE = "connector"
 class DocumentIn(BaseModel):
     """A document to index; ``tenant`` comes from the caller's credentials."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     doc_id: str = Field(min_length=1, max_length=512)
     version: int = Field(ge=0)
@@ -39,7 +39,7 @@ class DocumentIn(BaseModel):
 
 
 class AclIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     version: int = Field(ge=0)
     acl: DocumentAcl

@@ -15,7 +15,7 @@ router = APIRouter(tags=["search"])
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(8, ge=1)

@@ -3,10 +3,11 @@
 ``/openapi.json`` against a real API process and checks what comes back: no server
 error, every status documented, bodies and headers as documented, 405 with ``Allow``.
 
-The API runs without an ingest worker on a store of its own; its model server is a port
-nobody listens on, so a chat request that passes validation gets a fast 503 (documented)
-rather than minutes of CPU generation. The key is an ordinary user's: the admin,
-usage and document routes answer 403, as documented.
+The API runs without an ingest worker on a store of its own (no documents: a chat with
+retrieval on is answered by the grounding refusal, without a model call), in front of the
+session's real vLLM server with a 512-token window, so a fuzzed ``max_tokens`` either
+fits a short generation or answers 400. The key is an ordinary user's: the admin, usage
+and document routes answer 403, as documented.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
-from deploy.process import free_port
 from headwater.processes import build_app
 from tests.e2e.conftest import HR_KEY, serving
 
@@ -31,7 +31,7 @@ def test_schemathesis_finds_no_mismatch(settings: Settings, tmp_path: Path) -> N
     own = settings.model_copy(
         update={
             "data_dir": tmp_path / "data",
-            "llm_small_url": f"http://127.0.0.1:{free_port()}/v1",
+            "llm_context_tokens": 512,
             "rate_limit_rps": 0.0,  # the fuzzer's volume is not what this test is about
         }
     )

@@ -118,6 +118,12 @@ def test_hr_user_gets_an_answer_that_cites_the_document(
     assert chat.attributes["gen_ai.usage.output_tokens"] == body["usage"]["completion_tokens"]
     retrieval = _by_name(finished, "retrieval headwater_chunks")
     assert f"{DOC_ID}#0" in retrieval.attributes["headwater.retrieval.ids"]
+    # The answer leads back to the publish that fed it: a span link to the ingest span.
+    process = _by_name(published["spans"], "process headwater.documents.v1")
+    send = _by_name(published["spans"], "send headwater.documents.v1")
+    linked = {(link.context.trace_id, link.context.span_id) for link in retrieval.links}
+    assert (process.context.trace_id, process.context.span_id) in linked
+    assert process.context.trace_id == send.context.trace_id, "ingest continues the publish"
     assert all(CANARY not in str(value) for s in finished for value in s.attributes.values())
 
 

@@ -18,6 +18,7 @@ from api.chat.service import Answerer
 from core.settings import Settings
 from inference.firewall import PiiFirewall
 from inference.router import ModelRouter, Route
+from retrieval.query import SearchResult
 from retrieval.records import DocumentFields, StoredChunk
 from retrieval.schema import Hit
 
@@ -33,8 +34,8 @@ class Retriever:
     def __init__(self, hits: list[Hit]):
         self.hits = hits
 
-    async def search(self, question: str, *, permission: PermissionFilter, top_k: int) -> Any:
-        return self.hits[:top_k]
+    async def retrieve(self, question: str, *, permission: PermissionFilter, top_k: int) -> Any:
+        return SearchResult(hits=self.hits[:top_k], query_vector=[384**-0.5] * 384)
 
 
 class Gateway:
@@ -60,6 +61,9 @@ class Router(ModelRouter):
     def route(self, requested: str, signals: Any = None) -> Route:
         return Route("small", "tiny", "alias")
 
+    def wants_embedding(self, requested: str) -> bool:
+        return False
+
 
 def _answerer(hits: list[Hit], gateway: Gateway, **settings: Any) -> Answerer:
     return Answerer(
@@ -73,7 +77,7 @@ def _answerer(hits: list[Hit], gateway: Gateway, **settings: Any) -> Answerer:
 
 def _ask(question: str = "What are the 2026 salary bands?", **extra: Any) -> ChatCompletionRequest:
     return ChatCompletionRequest.model_validate(
-        {"model": "small", "messages": [{"role": "user", "content": question}], **extra}
+        {"model": "small", "messages": [{"role": "user", "content": question}]} | extra
     )
 
 
@@ -161,3 +165,35 @@ async def test_pii_in_a_system_message_is_redacted_before_any_model_sees_it() ->
     sent = [m["content"] for m in prepared.body["messages"]]
     assert sent[0] == "Escalate to [EMAIL_ADDRESS]." and "4111" not in sent[1]
     assert prepared.findings["input:EMAIL_ADDRESS"] == 1
+
+
+def _two_tier_router() -> ModelRouter:
+    """The real router (learned scorer, calibrator) over two tiers nobody calls here."""
+    from api.services import backend_pools
+    from inference.scoring import AutoRouter
+
+    settings = Settings(llm_large_url="http://127.0.0.1:9/v1", llm_large_model="big")
+    return ModelRouter(backend_pools(settings), AutoRouter(0.2, 500))
+
+
+async def test_the_router_reads_retrieval_s_embedding_and_its_signals() -> None:
+    """The retrieval-aware wiring, end to end through the answerer: the question's vector
+    from retrieval reaches the learned scorer (no second embedding), and a question whose
+    retrieval found nothing gets the 'no hits' prior the policy documents, raising its
+    score against the same question with a strong source."""
+    scored = []
+    for hits in ([_hit("bands", 0.8)], []):
+        answerer = Answerer(
+            retriever=Retriever(hits),  # type: ignore[arg-type]
+            router=_two_tier_router(),
+            gateway=Gateway(),  # type: ignore[arg-type]
+            firewall=PiiFirewall(),
+            settings=Settings(grounding_policy="answer"),
+        )
+        prepared = await answerer.prepare(BOB, _ask(model="auto"))
+        decision = prepared.route.decision
+        assert decision is not None and decision.features["embedding_missing"] == 0.0
+        scored.append(decision)
+    grounded, ungrounded = scored
+    assert grounded.features["no_hits"] == 0.0 < ungrounded.features["no_hits"]
+    assert ungrounded.score > grounded.score
