@@ -16,8 +16,9 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from acl.filter import MatchAny, PermissionFilter
-from retrieval.query import RRF_K, SearchQuery, as_search_query, hits_of
+from acl.filter import PermissionFilter
+from retrieval.qdrant_query import index_schema, match, permission_filter, query_args, sparse_vector
+from retrieval.query import SearchQuery, as_search_query, hits_of
 from retrieval.records import StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
@@ -27,7 +28,6 @@ from retrieval.schema import (
     DocumentKey,
     DocumentState,
     Hit,
-    SparseTerms,
     state_collection,
     state_point_id,
     states_by_key,
@@ -90,7 +90,7 @@ class QdrantServerStore:
                 # Local mode warns that payload indexes have no effect there.
                 warnings.simplefilter("ignore", UserWarning)
                 for field, kind in PAYLOAD_INDEXES.items():
-                    self._client.create_payload_index(name, field, _index_schema(kind))
+                    self._client.create_payload_index(name, field, index_schema(kind))
         self._client.update_collection_aliases(
             change_aliases_operations=[
                 models.CreateAliasOperation(
@@ -112,7 +112,7 @@ class QdrantServerStore:
         )
 
     def delete_document(self, tenant: str, doc_id: str, *, from_chunk: int = 0) -> None:
-        must: list[models.Condition] = [_match("tenant", tenant), _match("doc_id", doc_id)]
+        must: list[models.Condition] = [match("tenant", tenant), match("doc_id", doc_id)]
         if from_chunk > 0:
             must.append(models.FieldCondition(key="chunk_no", range=models.Range(gte=from_chunk)))
         self._client.delete(
@@ -125,7 +125,7 @@ class QdrantServerStore:
         self._client.set_payload(
             self._alias,
             payload=payload,
-            points=models.Filter(must=[_match("tenant", tenant), _match("doc_id", doc_id)]),
+            points=models.Filter(must=[match("tenant", tenant), match("doc_id", doc_id)]),
             wait=True,
         )
 
@@ -139,7 +139,7 @@ class QdrantServerStore:
     def _vectors(self, point: ChunkPoint) -> dict[str, models.Vector]:
         if not self._lexical:
             return {VECTOR_NAME: point.vector}
-        return {VECTOR_NAME: point.vector, SPARSE_VECTOR_NAME: _sparse(point.lexical)}
+        return {VECTOR_NAME: point.vector, SPARSE_VECTOR_NAME: sparse_vector(point.lexical)}
 
     def search(
         self,
@@ -151,9 +151,9 @@ class QdrantServerStore:
         wanted = as_search_query(query)
         if not self._lexical:  # warned at open: served dense until re-indexed
             wanted = wanted.dense_only()
-        permitted = _permission_filter(permission)
+        permitted = permission_filter(permission)
         response = self._client.query_points(
-            self._alias, **_query_args(wanted, permitted, limit), limit=limit, with_payload=True
+            self._alias, **query_args(wanted, permitted, limit), limit=limit, with_payload=True
         )
         return hits_of(wanted, response.points)
 
@@ -194,7 +194,7 @@ class QdrantServerStore:
 
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         must: list[models.Condition] = [
-            _match(key, value)
+            match(key, value)
             for key, value in (("tenant", tenant), ("doc_id", doc_id))
             if value is not None
         ]
@@ -207,7 +207,7 @@ class QdrantServerStore:
         while True:
             records, offset = self._client.scroll(
                 self._alias,
-                scroll_filter=models.Filter(must=[_match("tenant", tenant)]),
+                scroll_filter=models.Filter(must=[match("tenant", tenant)]),
                 limit=256,
                 offset=offset,
                 with_payload=True,
@@ -223,93 +223,3 @@ class QdrantServerStore:
 
 
 _STATE_VECTOR = "state"
-
-
-def _sparse(terms: SparseTerms | None) -> models.SparseVector:
-    assert terms is not None, "SearchQuery guarantees lexical terms outside dense mode"
-    return models.SparseVector(indices=list(terms.indices), values=list(terms.values))
-
-
-def _query_args(query: SearchQuery, permitted: models.Filter, limit: int) -> dict[str, Any]:
-    """``query_points`` arguments for ``query``; every stage carries the permission filter."""
-    if query.plain_dense:
-        return {"query": list(query.dense), "using": VECTOR_NAME, "query_filter": permitted}
-    pool = query.pool(limit)
-    sources = _sources(query, permitted, pool)
-    args: dict[str, Any] = {"query_filter": permitted, "with_vectors": [VECTOR_NAME]}
-    if query.rerank == "mmr":
-        if len(sources) > 1:
-            sources = [
-                models.Prefetch(
-                    prefetch=sources, query=_fusion(query), filter=permitted, limit=pool
-                )
-            ]
-        mmr = models.Mmr(diversity=query.mmr_diversity, candidates_limit=pool)
-        args |= {"query": models.NearestQuery(nearest=list(query.dense), mmr=mmr)}
-        return args | {"prefetch": sources, "using": VECTOR_NAME}
-    if len(sources) > 1:
-        return args | {"prefetch": sources, "query": _fusion(query)}
-    (only,) = sources  # sparse: the lexical search itself, IDF over what the caller may read
-    return args | {"query": only.query, "using": only.using, "search_params": only.params}
-
-
-def _sources(query: SearchQuery, permitted: models.Filter, pool: int) -> list[models.Prefetch]:
-    dense = models.Prefetch(
-        query=list(query.dense), using=VECTOR_NAME, filter=permitted, limit=pool
-    )
-    if query.mode == "dense":
-        return [dense]
-    lexical = models.Prefetch(
-        query=_sparse(query.lexical),
-        using=SPARSE_VECTOR_NAME,
-        filter=permitted,
-        # IDF over the points the caller may read: a document they cannot see never moves
-        # their scores (no side channel; tests/integration/test_permission_properties.py).
-        params=models.SearchParams(idf=models.IdfCorpusParams(corpus=permitted)),
-        limit=pool,
-    )
-    return [lexical] if query.mode == "sparse" else [dense, lexical]
-
-
-def _fusion(query: SearchQuery) -> models.Query:
-    if query.fusion == "rrf":
-        return models.RrfQuery(rrf=models.Rrf(k=RRF_K))
-    return models.FusionQuery(fusion=models.Fusion.DBSF)
-
-
-def _match(key: str, value: str | int | bool) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def _narrowing(condition: MatchAny) -> models.FieldCondition:
-    if len(condition.values) == 1:
-        return _match(condition.key, condition.values[0])
-    return models.FieldCondition(
-        key=condition.key, match=models.MatchAny(any=[str(v) for v in condition.values])
-    )
-
-
-def _permission_filter(permission: PermissionFilter) -> models.Filter:
-    should: list[models.Condition] = [
-        _match("acl_public", True),
-        _match("acl_users", permission.user_id),
-    ]
-    if permission.groups:
-        should.append(
-            models.FieldCondition(
-                key="acl_groups", match=models.MatchAny(any=list(permission.groups))
-            )
-        )
-    must: list[models.Condition] = [_match("tenant", permission.tenant)]
-    must.extend(_narrowing(condition) for condition in permission.narrowing)
-    return models.Filter(must=must, should=should)
-
-
-def _index_schema(kind: str) -> models.PayloadSchemaType | models.KeywordIndexParams:
-    if kind == "tenant_keyword":
-        return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
-    return {
-        "keyword": models.PayloadSchemaType.KEYWORD,
-        "bool": models.PayloadSchemaType.BOOL,
-        "integer": models.PayloadSchemaType.INTEGER,
-    }[kind]

@@ -19,11 +19,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy
 import qdrant_edge as qe
 
-from acl.filter import MatchAny, PermissionFilter
-from retrieval.query import RRF_K, SearchQuery, as_search_query, hits_of
+from acl.filter import PermissionFilter
+from retrieval.qdrant_edge_query import (
+    index_schema,
+    match,
+    permission_filter,
+    query_request,
+    sparse_vector,
+)
+from retrieval.query import SearchQuery, as_search_query, hits_of
 from retrieval.records import StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
@@ -33,7 +39,6 @@ from retrieval.schema import (
     DocumentKey,
     DocumentState,
     Hit,
-    SparseTerms,
     state_collection,
     state_point_id,
     states_by_key,
@@ -76,7 +81,7 @@ class EdgeStore:
             config = qe.EdgeConfig(vectors=dense, sparse_vectors=_SPARSE_VECTORS)
             shard = qe.EdgeShard.create(str(path), config)
         for field, kind in PAYLOAD_INDEXES.items():
-            shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
+            shard.update(qe.UpdateOperation.create_field_index(field, index_schema(kind)))
         self._states = _open_shard(self._root / state_collection(name), _STATE_VECTORS)
         self._write_aliases({**self._read_aliases(), self._alias: name})
         self._shard = shard
@@ -91,21 +96,21 @@ class EdgeStore:
             self._ready().update(operation)
 
     def delete_document(self, tenant: str, doc_id: str, *, from_chunk: int = 0) -> None:
-        must: list[Any] = [_match("tenant", tenant), _match("doc_id", doc_id)]
+        must: list[Any] = [match("tenant", tenant), match("doc_id", doc_id)]
         if from_chunk > 0:
             must.append(qe.FieldCondition("chunk_no", range=qe.RangeFloat(gte=from_chunk)))
         with self._write_lock:
             self._ready().update(qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=must)))
 
     def set_payload(self, tenant: str, doc_id: str, payload: dict[str, Any]) -> None:
-        document = qe.Filter(must=[_match("tenant", tenant), _match("doc_id", doc_id)])
+        document = qe.Filter(must=[match("tenant", tenant), match("doc_id", doc_id)])
         with self._write_lock:
             self._ready().update(qe.UpdateOperation.set_payload_by_filter(document, payload))
 
     def _vectors(self, point: ChunkPoint) -> dict[str, Any]:
         if not self._lexical:
             return {VECTOR_NAME: point.vector}
-        return {VECTOR_NAME: point.vector, SPARSE_VECTOR_NAME: _sparse(point.lexical)}
+        return {VECTOR_NAME: point.vector, SPARSE_VECTOR_NAME: sparse_vector(point.lexical)}
 
     def search(
         self,
@@ -117,7 +122,7 @@ class EdgeStore:
         wanted = as_search_query(query)
         if not self._lexical:  # warned at open: served dense until re-indexed
             wanted = wanted.dense_only()
-        request = _request(wanted, _permission_filter(permission), limit)
+        request = query_request(wanted, permission_filter(permission), limit)
         return hits_of(wanted, self._ready().query(request))
 
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
@@ -139,7 +144,7 @@ class EdgeStore:
 
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         must: list[Any] = [
-            _match(key, value)
+            match(key, value)
             for key, value in (("tenant", tenant), ("doc_id", doc_id))
             if value is not None
         ]
@@ -152,7 +157,7 @@ class EdgeStore:
                 qe.ScrollRequest(
                     offset=offset,
                     limit=256,
-                    filter=qe.Filter(must=[_match("tenant", tenant)]),
+                    filter=qe.Filter(must=[match("tenant", tenant)]),
                     with_payload=True,
                     with_vector=False,
                 )
@@ -211,106 +216,3 @@ def _open_shard(path: Path, vectors: dict[str, qe.EdgeVectorParams]) -> qe.EdgeS
     if path.exists():
         return qe.EdgeShard.load(str(path))
     return qe.EdgeShard.create(str(path), qe.EdgeConfig(vectors=vectors))
-
-
-def _sparse(terms: SparseTerms | None) -> qe.SparseVector:
-    assert terms is not None, "SearchQuery guarantees lexical terms outside dense mode"
-    return qe.SparseVector(list(terms.indices), list(terms.values))
-
-
-def _request(query: SearchQuery, permitted: qe.Filter, limit: int) -> qe.QueryRequest:
-    """The engine's request for ``query``; every stage carries the permission filter."""
-    if query.plain_dense:
-        return qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(list(query.dense), using=VECTOR_NAME),
-            filter=permitted,
-            with_payload=True,
-        )
-    pool = query.pool(limit)
-    sources = _sources(query, permitted, pool)
-    top: Any
-    params = None
-    if query.rerank == "mmr":
-        if len(sources) > 1:
-            sources = [
-                qe.Prefetch(pool, prefetches=sources, query=_fusion(query), filter=permitted)
-            ]
-        # The engine's lambda weighs relevance; the setting weighs diversity.
-        top = qe.Mmr(list(query.dense), 1.0 - query.mmr_diversity, pool, using=VECTOR_NAME)
-    elif len(sources) > 1:
-        top = _fusion(query)
-    else:  # sparse: the lexical search itself, IDF over what the caller may read
-        (only,), sources = sources, []
-        top, params = only.query, only.params
-    return qe.QueryRequest(
-        limit=limit,
-        query=top,
-        prefetches=sources,
-        filter=permitted,
-        params=params,
-        with_payload=True,
-        with_vector=[VECTOR_NAME],
-    )
-
-
-def _sources(query: SearchQuery, permitted: qe.Filter, pool: int) -> list[qe.Prefetch]:
-    dense = qe.Prefetch(
-        pool, query=qe.Query.Nearest(list(query.dense), using=VECTOR_NAME), filter=permitted
-    )
-    if query.mode == "dense":
-        return [dense]
-    lexical = qe.Prefetch(
-        pool,
-        query=qe.Query.Nearest(_sparse(query.lexical), using=SPARSE_VECTOR_NAME),
-        filter=permitted,
-        params=_idf_scope(permitted),
-    )
-    return [lexical] if query.mode == "sparse" else [dense, lexical]
-
-
-def _idf_scope(permitted: qe.Filter) -> qe.SearchParams:
-    # IDF over the points the caller may read: a document they cannot see never moves
-    # their scores (no side channel; tests/integration/test_permission_properties.py).
-    return qe.SearchParams(idf=qe.IdfParams(corpus=permitted))
-
-
-def _fusion(query: SearchQuery) -> Any:
-    return qe.Fusion.Rrf(k=RRF_K) if query.fusion == "rrf" else qe.Fusion.Dbsf()
-
-
-def _match(key: str, value: str | int | bool) -> qe.FieldCondition:
-    if isinstance(value, bool):
-        # qdrant-edge-py 0.9 reads a Python bool as the integer 0/1, which never matches a
-        # bool payload; numpy's bool reaches the engine as a bool. The store contract
-        # suite (tests/integration/test_store_contract.py) pins this.
-        return qe.FieldCondition(key, match=qe.MatchValue(numpy.bool_(value)))  # type: ignore[arg-type]
-    return qe.FieldCondition(key, match=qe.MatchValue(value))
-
-
-def _narrowing(condition: MatchAny) -> qe.FieldCondition:
-    if len(condition.values) == 1:
-        return _match(condition.key, condition.values[0])
-    return qe.FieldCondition(condition.key, match=qe.MatchAny([str(v) for v in condition.values]))
-
-
-def _permission_filter(permission: PermissionFilter) -> qe.Filter:
-    should: list[Any] = [
-        _match("acl_public", True),
-        _match("acl_users", permission.user_id),
-    ]
-    if permission.groups:
-        should.append(qe.FieldCondition("acl_groups", match=qe.MatchAny(list(permission.groups))))
-    must: list[Any] = [_match("tenant", permission.tenant)]
-    must.extend(_narrowing(condition) for condition in permission.narrowing)
-    return qe.Filter(must=must, should=should)
-
-
-def _index_schema(kind: str) -> Any:
-    if kind == "tenant_keyword":
-        return qe.KeywordIndexParams(is_tenant=True)
-    return {
-        "keyword": qe.PayloadSchemaType.Keyword,
-        "bool": qe.PayloadSchemaType.Bool,
-        "integer": qe.PayloadSchemaType.Integer,
-    }[kind]

@@ -47,8 +47,8 @@ API_MAY_USE_OF_INGEST = ("ingest.models", "ingest.publish")
 # an external client and the only place (a package or a module) that may import it
 ONLY_IN: dict[str, tuple[str, ...]] = {
     "confluent_kafka": ("core.kafka",),
-    "qdrant_client": ("retrieval.qdrant",),
-    "qdrant_edge": ("retrieval.qdrant_edge", "retrieval.sparse"),
+    "qdrant_client": ("retrieval.qdrant", "retrieval.qdrant_query"),
+    "qdrant_edge": ("retrieval.qdrant_edge", "retrieval.qdrant_edge_query", "retrieval.sparse"),
     "faust": ("ingest",),
     "fastapi": ("api",),
 }

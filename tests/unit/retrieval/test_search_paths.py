@@ -70,7 +70,7 @@ def test_adapter_searches_apply_the_permission_filter() -> None:
             for call in ast.walk(searches[0])
             if isinstance(call, ast.Call)
             and isinstance(call.func, ast.Name)
-            and call.func.id == "_permission_filter"
+            and call.func.id == "permission_filter"
         ]
         assert filters, f"{path}: search() does not build the permission filter"
 
