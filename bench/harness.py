@@ -11,8 +11,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from core.settings import Settings
-from deploy.process import ManagedProcess, free_port
-from deploy.stack import kafka_process
+from deploy.process import ManagedProcess
 from headwater.clients import SharedClients, open_shared_clients
 from ingest.models import DocumentEvent
 from ingest.runtime import ingest_worker
@@ -48,19 +47,6 @@ WORDS = [
     "migration",
     "database",
 ]
-
-
-@contextmanager
-def private_broker(root: Path) -> Iterator[str]:
-    """A Kafka broker of the benchmark's own on free ports; stopped on exit."""
-    port = free_port()
-    broker = kafka_process(port=port, data_dir=root / "kafka", log_path=root / "kafka.log")
-    broker.start()
-    try:
-        broker.wait_ready(120)
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.stop()
 
 
 @contextmanager

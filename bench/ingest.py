@@ -23,10 +23,12 @@ import statistics
 import time
 import uuid
 
-from bench.harness import document, private_broker, running_pipeline, workspace
+from bench.harness import document, running_pipeline, workspace
 from core.settings import Settings
+from deploy.stack import private_broker
+from headwater.clients import SharedClients
 from ingest.publish import DocumentPublisher
-from ingest.runtime import SharedClients, build_writer
+from ingest.runtime import build_writer
 
 
 def _quantile(values: list[float], q: float) -> float:

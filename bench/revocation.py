@@ -24,9 +24,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from bench.harness import private_broker, workspace
+from bench.harness import workspace
 from core.kafka import KafkaProducer
 from core.settings import Settings
+from deploy.stack import private_broker
 from headwater.processes import build_app
 
 USER_KEY, CONNECTOR_KEY = "bench-user", "bench-connector"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,20 @@ def kafka_process(
         pid_path=pid_path,
         cpus=cpus,
     )
+
+
+@contextmanager
+def private_broker(root: Path) -> Iterator[str]:
+    """A Kafka broker of its own on a free port, its data under ``root``; stopped on exit
+    (benchmarks and ``headwater eval --start-kafka``). Yields its bootstrap address."""
+    port = free_port()
+    broker = kafka_process(port=port, data_dir=root / "kafka", log_path=root / "kafka.log")
+    broker.start()
+    try:
+        broker.wait_ready(120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.stop()
 
 
 def llm_process(

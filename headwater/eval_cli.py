@@ -32,8 +32,8 @@ from rich.table import Table
 from core.errors import HeadwaterError
 from core.settings import Settings
 from core.telemetry import configure_logging
-from deploy.process import StackError, free_port
-from deploy.stack import kafka_process
+from deploy.process import StackError
+from deploy.stack import private_broker
 from headwater.beir import BeirFormatError, load_beir, seeded_subset, write_beir
 from headwater.eval_baseline import Baseline
 from headwater.eval_report import Configuration, EvaluationReport
@@ -182,15 +182,9 @@ def _broker(root: Path, *, start: bool) -> Iterator[str | None]:
     if not start:
         yield None
         return
-    port = free_port()
-    broker = kafka_process(port=port, data_dir=root / "kafka", log_path=root / "kafka.log")
-    console.print(f"starting a private Kafka broker on 127.0.0.1:{port}")
-    broker.start()
-    try:
-        broker.wait_ready(120)
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.stop()
+    with private_broker(root) as bootstrap:
+        console.print(f"started a private Kafka broker on {bootstrap}")
+        yield bootstrap
 
 
 class _Bars:
