@@ -41,6 +41,12 @@ _DESCRIPTIONS = {
     429: "Over the key's rate limit (Retry-After says when to retry).",
     503: "Not ready, overloaded or a dependency is unavailable (Retry-After where useful).",
 }
+# One server-sent event as OpenAPI 3.2 describes an event stream's items: a chunk of the
+# stream (JSON in ``data``), or the closing ``[DONE]``.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+}
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
@@ -107,7 +113,7 @@ def truthful_openapi(app: FastAPI) -> dict[str, Any]:
     chat = schema.get("paths", {}).get("/v1/chat/completions", {}).get("post")
     if chat is not None:  # "stream": true answers server-sent events
         content = chat["responses"]["200"].setdefault("content", {})
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+        content["text/event-stream"] = {"schema": SSE_EVENT_SCHEMA}
     readyz = schema.get("paths", {}).get("/readyz", {}).get("get")
     if readyz is not None:
         readyz["responses"]["503"] = {"description": "Not ready: the same body, a check false."}

@@ -214,9 +214,14 @@ def test_errors_have_openai_s_shape_and_status(gateway: str) -> None:
 # --- routing ---------------------------------------------------------------------------
 
 
-def test_auto_routes_hard_questions_large_and_records_the_decision(
+def test_auto_routes_by_the_learned_score_and_records_the_decision(
     gateway: str, spans: InMemorySpanExporter
 ) -> None:
+    """Each auto decision goes large exactly when its score reaches the threshold it
+    reports, the learned scorer saw the question's embedding (made once: retrieval is off
+    here), and the decision is in the header, the body and the route span. Which tier a
+    given prompt deserves is the router's quality, judged on held-out data
+    (tests/integration/test_router_quality.py), not asserted here."""
     client = _client(gateway)
     hard = client.chat.completions.with_raw_response.create(
         model="auto",
@@ -230,14 +235,17 @@ def test_auto_routes_hard_questions_large_and_records_the_decision(
     easy = client.chat.completions.with_raw_response.create(
         model="auto", messages=_ask("hi there!"), max_tokens=2, extra_body=NO_RETRIEVAL
     )
-    assert hard.headers["x-headwater-route"].startswith("large;")
-    assert easy.headers["x-headwater-route"].startswith("small;")
     for raw in (hard, easy):
-        assert re.search(r"score=0\.\d+; threshold=0\.\d+", raw.headers["x-headwater-route"])
-        assert raw.parse().model_extra["headwater"]["route"]["score"] >= 0  # type: ignore[index]
+        header = raw.headers["x-headwater-route"]
+        assert re.search(r"score=\d\.\d+; threshold=\d\.\d+", header), header
+        route = raw.parse().model_extra["headwater"]["route"]  # type: ignore[index]
+        assert header.startswith(f"{route['tier']};"), header
+        if abs(route["score"] - route["threshold"]) > 1e-3:  # a tie may go either way
+            expected = "large" if route["score"] > route["threshold"] else "small"
+            assert route["tier"] == expected, route
     routes = [s for s in spans.get_finished_spans() if s.name == "route"]
-    assert {r.attributes["headwater.route.tier"] for r in routes} >= {"large", "small"}
-    assert all("headwater.route.score" in r.attributes for r in routes)
+    assert len(routes) >= 2 and all("headwater.route.score" in r.attributes for r in routes)
+    assert all(r.attributes["headwater.route.feature.embedding_missing"] == 0 for r in routes)
 
 
 # --- metering --------------------------------------------------------------------------

@@ -102,7 +102,10 @@ class PermissionMachine(RuleBasedStateMachine):
         for how in HOWS:
             wanted = SearchQuery(vector, lexical=terms, **how)  # type: ignore[arg-type]
             hits = self.store.search(wanted, permission=permission, limit=10)
-            found.append([(h.doc_id, h.chunk_no, round(h.rank_score or 0.0, 4)) for h in hits])
+            ranked = [(h.doc_id, h.chunk_no, round(h.rank_score or 0.0, 4)) for h in hits]
+            # Hits of equal score come in no defined order (the engine breaks ties as it
+            # likes): compared by score, then id, so a tie never reads as a change.
+            found.append(sorted(ranked, key=lambda hit: (-hit[2], hit[0], hit[1])))
         return found
 
     def _doc_ids(self, user: str, query: str) -> set[str]:
