@@ -54,18 +54,24 @@ async def open_keys(settings: Settings, producer: KafkaProducer) -> AsyncIterato
         yield Keys(registry=KeyStore(settings.api_keys_file), authenticator=authenticator)
         return
 
-    def publish(key: bytes, value: bytes | None) -> None:
-        producer.send(settings.keys_topic, key=key, value=value)
-
-    store = TopicKeyStore(
-        publish=publish,
-        max_staleness_s=settings.directory_max_staleness_s,
-        topic=settings.keys_topic,
-    )
+    store = topic_key_store(settings, producer)
     with following(settings, settings.keys_topic, store.apply) as follower:
         store.follow(follower.staleness_s)
         await wait_until_ready(store.ready, settings.directory_max_staleness_s, "key registry")
         yield Keys(registry=store, authenticator=store, follower=follower)
+
+
+def topic_key_store(settings: Settings, producer: KafkaProducer) -> TopicKeyStore:
+    """The keys topic's view, writing through ``producer`` (each write acknowledged)."""
+
+    def publish(key: bytes, value: bytes | None) -> None:
+        producer.send(settings.keys_topic, key=key, value=value)
+
+    return TopicKeyStore(
+        publish=publish,
+        max_staleness_s=settings.directory_max_staleness_s,
+        topic=settings.keys_topic,
+    )
 
 
 def authenticator(settings: Settings, api_keys: Authenticator) -> Authenticator:

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from acl.key_topic import TopicKeyStore
 from acl.keys import KeyRegistry, KeyStore
 from acl.models import Principal
+from api.security import topic_key_store
 from core.kafka import KafkaProducer, ensure_topics, read_to_end
 from core.settings import Settings
 
@@ -32,11 +32,7 @@ def open_registry(settings: Settings) -> Iterator[KeyRegistry]:
         return
     ensure_topics(settings)
     producer = KafkaProducer(settings.kafka_bootstrap)
-
-    def publish(key: bytes, value: bytes | None) -> None:
-        producer.send(settings.keys_topic, key=key, value=value)
-
-    store = TopicKeyStore(publish=publish, topic=settings.keys_topic)
+    store = topic_key_store(settings, producer)
     try:
         for record in read_to_end(settings.kafka_bootstrap, topic=settings.keys_topic):
             store.apply(record.key, record.value)
