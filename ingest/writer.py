@@ -190,7 +190,7 @@ class IndexWriter:
             elif plan.kind == "acl":
                 span.set_attribute("db.operation.name", "set_payload")
                 # The chunks now carry the document's new version with its new ACL.
-                payload = acl_update(event.acl, event.version)
+                payload = acl_update(event.tenant, event.acl, event.version)
                 await asyncio.to_thread(
                     self._store.set_payload, event.tenant, event.doc_id, payload
                 )

@@ -19,7 +19,7 @@ from qdrant_client import QdrantClient, models
 from acl.filter import PermissionFilter
 from retrieval.qdrant_query import index_schema, match, permission_filter, query_args, sparse_vector
 from retrieval.query import SearchQuery, as_search_query, hits_of
-from retrieval.records import StoredChunk
+from retrieval.records import ACCESS_KEYS, StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
     SPARSE_VECTOR_NAME,
@@ -33,7 +33,7 @@ from retrieval.schema import (
     states_by_key,
     versioned_collection,
 )
-from retrieval.store import LEGACY_COLLECTION_WARNING
+from retrieval.store import LEGACY_COLLECTION_WARNING, PointRecords, backfill_access_keys
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class QdrantServerStore:
             )
         if self._client.collection_exists(self._alias):
             self._lexical = self._has_lexical(self._alias)
+            self._prepare(self._alias)
             return
         if self._client.collection_exists(name):
             self._lexical = self._has_lexical(name)
@@ -86,11 +87,7 @@ class QdrantServerStore:
                     SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
             )
-            with warnings.catch_warnings():
-                # Local mode warns that payload indexes have no effect there.
-                warnings.simplefilter("ignore", UserWarning)
-                for field, kind in PAYLOAD_INDEXES.items():
-                    self._client.create_payload_index(name, field, index_schema(kind))
+        self._prepare(name)
         self._client.update_collection_aliases(
             change_aliases_operations=[
                 models.CreateAliasOperation(
@@ -98,6 +95,37 @@ class QdrantServerStore:
                 )
             ]
         )
+
+    def _prepare(self, collection: str) -> None:
+        """Every payload index (creating one that exists is a no-op), and access keys on
+        every point stored before they existed: until then the filter matches none of them.
+        """
+        existing = self._client.get_collection(collection).payload_schema or {}
+        with warnings.catch_warnings():
+            # Local mode warns that payload indexes have no effect there.
+            warnings.simplefilter("ignore", UserWarning)
+            for field, kind in PAYLOAD_INDEXES.items():
+                if field not in existing:
+                    self._client.create_payload_index(
+                        collection, field, index_schema(kind), wait=True
+                    )
+        self._backfill_access_keys(collection)
+
+    def _backfill_access_keys(self, collection: str) -> None:
+        missing = models.Filter(
+            must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=ACCESS_KEYS))]
+        )
+
+        def scroll_missing(offset: models.ExtendedPointId | None) -> PointRecords:
+            records, after = self._client.scroll(
+                collection, scroll_filter=missing, limit=256, offset=offset, with_payload=True
+            )
+            return [(r.id, dict(r.payload or {})) for r in records], after
+
+        def set_keys(point: models.ExtendedPointId, update: dict[str, Any]) -> None:
+            self._client.set_payload(collection, update, points=[point], wait=True)
+
+        backfill_access_keys(scroll_missing, set_keys)
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:

@@ -30,7 +30,7 @@ from retrieval.qdrant_edge_query import (
     sparse_vector,
 )
 from retrieval.query import SearchQuery, as_search_query, hits_of
-from retrieval.records import StoredChunk
+from retrieval.records import ACCESS_KEYS, StoredChunk
 from retrieval.schema import (
     PAYLOAD_INDEXES,
     SPARSE_VECTOR_NAME,
@@ -44,7 +44,7 @@ from retrieval.schema import (
     states_by_key,
     versioned_collection,
 )
-from retrieval.store import LEGACY_COLLECTION_WARNING
+from retrieval.store import LEGACY_COLLECTION_WARNING, PointRecords, backfill_access_keys
 
 _log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class EdgeStore:
         self._lexical = True
         target = self._read_aliases().get(alias)
         if target and (root / target).exists():
-            self._shard, self._lexical = _load_chunk_shard(root / target)
+            shard, self._lexical = _load_chunk_shard(root / target)
+            self._shard = _prepared(shard)
             self._states = _open_shard(root / state_collection(target), _STATE_VECTORS)
 
     @property
@@ -80,11 +81,9 @@ class EdgeStore:
             dense = {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
             config = qe.EdgeConfig(vectors=dense, sparse_vectors=_SPARSE_VECTORS)
             shard = qe.EdgeShard.create(str(path), config)
-        for field, kind in PAYLOAD_INDEXES.items():
-            shard.update(qe.UpdateOperation.create_field_index(field, index_schema(kind)))
         self._states = _open_shard(self._root / state_collection(name), _STATE_VECTORS)
         self._write_aliases({**self._read_aliases(), self._alias: name})
-        self._shard = shard
+        self._shard = _prepared(shard)
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
@@ -200,6 +199,29 @@ _STATE_VECTOR = "state"
 # The state shard needs a vector; each record carries the constant [1.0].
 _STATE_VECTORS = {_STATE_VECTOR: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)}
 _SPARSE_VECTORS = {SPARSE_VECTOR_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+
+
+def _prepared(shard: qe.EdgeShard) -> qe.EdgeShard:
+    """``shard`` with every payload index, and access keys on every point (see below)."""
+    for field, kind in PAYLOAD_INDEXES.items():
+        shard.update(qe.UpdateOperation.create_field_index(field, index_schema(kind)))
+    _backfill_access_keys(shard)
+    return shard
+
+
+def _backfill_access_keys(shard: qe.EdgeShard) -> None:
+    missing = qe.Filter(must=[qe.IsEmptyCondition(ACCESS_KEYS)])
+
+    def scroll_missing(offset: qe.PointId | None) -> PointRecords:
+        records, after = shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=256, filter=missing, with_payload=True)
+        )
+        return [(r.id, dict(r.payload or {})) for r in records], after
+
+    def set_keys(point: qe.PointId, update: dict[str, Any]) -> None:
+        shard.update(qe.UpdateOperation.set_payload([point], update))
+
+    backfill_access_keys(scroll_missing, set_keys)
 
 
 def _load_chunk_shard(path: Path) -> tuple[qe.EdgeShard, bool]:

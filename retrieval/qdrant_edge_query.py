@@ -11,6 +11,7 @@ import qdrant_edge as qe
 
 from acl.filter import MatchAny, PermissionFilter
 from retrieval.query import RRF_K, SearchQuery
+from retrieval.records import ACCESS_KEYS
 from retrieval.schema import (
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -98,15 +99,12 @@ def narrowing(condition: MatchAny) -> qe.FieldCondition:
 
 
 def permission_filter(permission: PermissionFilter) -> qe.Filter:
-    should: list[Any] = [
-        match("acl_public", True),
-        match("acl_users", permission.user_id),
+    """The caller's readable set as one indexed condition (acl.filter: access keys)."""
+    must: list[Any] = [
+        qe.FieldCondition(ACCESS_KEYS, match=qe.MatchAny(list(permission.access_keys)))
     ]
-    if permission.groups:
-        should.append(qe.FieldCondition("acl_groups", match=qe.MatchAny(list(permission.groups))))
-    must: list[Any] = [match("tenant", permission.tenant)]
     must.extend(narrowing(condition) for condition in permission.narrowing)
-    return qe.Filter(must=must, should=should)
+    return qe.Filter(must=must)
 
 
 def index_schema(kind: str) -> Any:

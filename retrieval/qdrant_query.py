@@ -10,6 +10,7 @@ from qdrant_client import models
 
 from acl.filter import MatchAny, PermissionFilter
 from retrieval.query import RRF_K, SearchQuery
+from retrieval.records import ACCESS_KEYS
 from retrieval.schema import (
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -80,19 +81,14 @@ def narrowing(condition: MatchAny) -> models.FieldCondition:
 
 
 def permission_filter(permission: PermissionFilter) -> models.Filter:
-    should: list[models.Condition] = [
-        match("acl_public", True),
-        match("acl_users", permission.user_id),
-    ]
-    if permission.groups:
-        should.append(
-            models.FieldCondition(
-                key="acl_groups", match=models.MatchAny(any=list(permission.groups))
-            )
+    """The caller's readable set as one indexed condition (acl.filter: access keys)."""
+    must: list[models.Condition] = [
+        models.FieldCondition(
+            key=ACCESS_KEYS, match=models.MatchAny(any=list(permission.access_keys))
         )
-    must: list[models.Condition] = [match("tenant", permission.tenant)]
+    ]
     must.extend(narrowing(condition) for condition in permission.narrowing)
-    return models.Filter(must=must, should=should)
+    return models.Filter(must=must)
 
 
 def index_schema(kind: str) -> models.PayloadSchemaType | models.KeywordIndexParams:

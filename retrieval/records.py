@@ -13,7 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from acl.filter import document_access_keys
 from acl.models import DocumentAcl
+
+# The payload key the permission filter matches: the access keys of the chunk's ACL.
+ACCESS_KEYS = "acl_keys"
 
 
 def _now() -> str:
@@ -46,7 +50,7 @@ class DocumentFields:
             "title": self.title,
             "uri": self.uri,
             "source": self.source,
-            **acl_payload(self.acl),
+            **acl_payload(self.tenant, self.acl),
             "indexed_at": self.indexed_at,
             "ingest_trace": self.ingest_trace,
             "content_sha256": self.content_sha256,
@@ -137,19 +141,31 @@ class StoredChunk:
         )
 
 
-def acl_payload(acl: DocumentAcl) -> dict[str, Any]:
-    """The ACL as its three reserved payload keys."""
+def acl_payload(tenant: str, acl: DocumentAcl) -> dict[str, Any]:
+    """The ACL as its reserved payload keys: the three readable ones, and ``acl_keys``,
+    the access keys the permission filter matches (:mod:`acl.filter`)."""
     return {
         "acl_users": list(acl.users),
         "acl_groups": list(acl.groups),
         "acl_public": acl.public,
+        ACCESS_KEYS: document_access_keys(tenant, acl),
     }
 
 
-def acl_update(acl: DocumentAcl, version: int) -> dict[str, Any]:
+def acl_update(tenant: str, acl: DocumentAcl, version: int) -> dict[str, Any]:
     """The payload update of an ACL change: the chunks take the document's new version
     with its new ACL (no re-embedding)."""
-    return {**acl_payload(acl), "version": version}
+    return {**acl_payload(tenant, acl), "version": version}
+
+
+def access_keys_update(payload: dict[str, Any]) -> dict[str, Any]:
+    """The ``acl_keys`` of a point stored before they existed, from its own tenant and ACL."""
+    return {ACCESS_KEYS: document_access_keys(*_tenant_acl(payload))}
+
+
+def _tenant_acl(payload: dict[str, Any]) -> tuple[str, DocumentAcl]:
+    document = DocumentFields.from_payload(payload)
+    return document.tenant, document.acl
 
 
 def document_update(document: DocumentFields) -> dict[str, Any]:

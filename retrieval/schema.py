@@ -33,7 +33,9 @@ RESERVED_KEYS = frozenset(
         "acl_users",
         "acl_groups",
         "acl_public",
+        "acl_keys",
         "indexed_at",
+        "ingest_trace",
         "content_sha256",
         "metadata",
     }
@@ -44,9 +46,9 @@ IndexKind = Literal["keyword", "tenant_keyword", "bool", "integer"]
 PAYLOAD_INDEXES: dict[str, IndexKind] = {
     "tenant": "tenant_keyword",
     "doc_id": "keyword",
-    "acl_users": "keyword",
-    "acl_groups": "keyword",
-    "acl_public": "bool",
+    # The permission filter matches this one field (acl.filter); the readable ACL keys
+    # acl_users, acl_groups and acl_public are stored, not filtered on.
+    "acl_keys": "keyword",
     "version": "integer",
     "chunk_no": "integer",
 }

@@ -13,23 +13,62 @@ one. Nothing is lost or hidden. Re-indexing is the embedding-model procedure of 
 ("Upgrades"): a worker with a second alias and consumer group replays the documents
 topic into a new collection, which is created with the lexical vector, and the alias
 is switched to it; its ``__documents`` companion follows the new collection.
+
+Migration to access keys: the permission filter matches the ``acl_keys`` payload field
+(:mod:`acl.filter`). Points stored before it existed match nothing, so they fail closed;
+each adapter gives them their keys from their own tenant and ACL when it opens the
+collection (:func:`backfill_access_keys`, logged with the count), with no re-embedding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from acl.filter import PermissionFilter
 from core.settings import Settings
 from retrieval.query import SearchQuery
-from retrieval.records import StoredChunk
+from retrieval.records import ACCESS_KEYS, StoredChunk, access_keys_update
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, Hit
+
+_log = logging.getLogger(__name__)
 
 LEGACY_COLLECTION_WARNING = (
     "collection %s has no lexical vector: sparse and hybrid searches run dense until it is "
     "re-indexed (docs/operating.md, Upgrades)"
 )
+
+ACCESS_KEYS_BACKFILLED = (
+    "gave %d stored chunks their access keys (acl_keys): they were stored before the "
+    "permission filter matched that field and were readable by nobody until now"
+)
+
+PointRecords = tuple[Sequence[tuple[Any, dict[str, Any]]], Any]
+
+
+def backfill_access_keys(
+    scroll_missing: Callable[[Any], PointRecords],
+    set_payload: Callable[[Any, dict[str, Any]], None],
+) -> int:
+    """Give every point without ``acl_keys`` its keys, from its own tenant and ACL; the
+    number of points updated. ``scroll_missing(offset)`` pages through those points as
+    (id, payload) pairs and the next offset (None at the end). Until updated such a point
+    matches no permission filter: it fails closed."""
+    offset: Any = None
+    updated = 0
+    while True:
+        records, offset = scroll_missing(offset)
+        for point, payload in records:
+            update = access_keys_update(payload)
+            if update[ACCESS_KEYS]:  # an empty ACL grants nothing: no keys to add
+                set_payload(point, update)
+                updated += 1
+        if offset is None:
+            break
+    if updated:
+        _log.warning(ACCESS_KEYS_BACKFILLED, updated)
+    return updated
 
 
 class VectorStore(Protocol):

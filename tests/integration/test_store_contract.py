@@ -15,7 +15,7 @@ from acl.models import DocumentAcl, Principal
 from retrieval.qdrant import QdrantServerStore
 from retrieval.qdrant_edge import EdgeStore
 from retrieval.query import SearchQuery
-from retrieval.records import DocumentFields, StoredChunk
+from retrieval.records import ACCESS_KEYS, DocumentFields, StoredChunk, acl_update
 from retrieval.schema import ChunkPoint, point_id
 from retrieval.sparse import LexicalEncoder
 from retrieval.store import VectorStore
@@ -128,7 +128,7 @@ def test_upsert_overwrites_and_delete_removes_a_document(store: VectorStore) -> 
 
 def test_set_payload_replaces_the_acl_of_every_chunk(store: VectorStore) -> None:
     store.set_payload(
-        "acme", "hr-salaries", {"acl_users": [], "acl_groups": ["finance"], "acl_public": False}
+        "acme", "hr-salaries", acl_update("acme", DocumentAcl(groups=("finance",)), 2)
     )
     assert _docs(store, Principal(tenant="acme", user_id="c", groups=("hr",))) == {"handbook"}
     assert "hr-salaries" in _docs(store, Principal(tenant="acme", user_id="f", groups=("finance",)))
@@ -268,3 +268,51 @@ def test_a_collection_built_before_the_lexical_vector_keeps_serving_dense(
     assert _search(legacy, OUTSIDER, "zyxomorph", mode="hybrid") == [("handbook", 0)]
     assert "no lexical vector" in caplog.text
     legacy.close()
+
+
+@pytest.mark.parametrize("engine", ["edge", "server"])
+def test_chunks_stored_before_access_keys_get_them_when_the_store_opens(
+    engine: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The permission filter matches ``acl_keys`` alone: a point stored without them is
+    readable by nobody until the adapter derives them from its own tenant and ACL."""
+    points = [
+        _point("acme", "hr-salaries", 0, seed=1, groups=["hr"]),
+        _point("acme", "alice-notes", 0, seed=3, users=["alice"]),
+        _point("acme", "handbook", 0, seed=4, public=True),
+        _point("acme", "nobody", 0, seed=5),
+        _point("globex", "globex-public", 0, seed=6, public=True),
+    ]
+    reopened: VectorStore
+    if engine == "edge":
+        import qdrant_edge as qe
+
+        first = EdgeStore(tmp_path, alias="chunks")
+        first.ensure_collection(dim=DIM, model="m")
+        first.upsert(points)
+        strip = qe.UpdateOperation.delete_payload([p.id for p in points], [ACCESS_KEYS])
+        first._ready().update(strip)
+        first.close()
+        reopened = EdgeStore(tmp_path, alias="chunks")
+    else:
+        server = QdrantServerStore.connect(":memory:", api_key=None, alias="chunks")
+        server.ensure_collection(dim=DIM, model="m")
+        server.upsert(points)
+        client = server._client
+        client.delete_payload("chunks", keys=[ACCESS_KEYS], points=[p.id for p in points])
+        assert not _docs(server, Principal(tenant="acme", user_id="x", groups=("hr",)))
+        reopened = QdrantServerStore(client, alias="chunks")
+    reopened.ensure_collection(dim=DIM, model="m")
+    assert "gave 4 stored chunks their access keys" in caplog.text  # "nobody" grants none
+    assert _docs(reopened, Principal(tenant="acme", user_id="x", groups=("hr",))) == {
+        "hr-salaries",
+        "handbook",
+    }
+    assert _docs(reopened, Principal(tenant="acme", user_id="alice", groups=())) == {
+        "alice-notes",
+        "handbook",
+    }
+    assert _docs(reopened, Principal(tenant="globex", user_id="alice", groups=("hr",))) == {
+        "globex-public"
+    }
+    reopened.close()

@@ -16,7 +16,12 @@ REPO = Path(__file__).resolve().parents[3]
 PACKAGES = ("acl", "api", "core", "inference", "ingest", "retrieval", "bench", "deploy")
 ADAPTERS = {"retrieval/qdrant.py", "retrieval/qdrant_edge.py"}
 ENGINE_READS = {"query", "query_points", "query_batch", "search_batch", "recommend", "discover"}
-MAINTENANCE = {"chunks": {"scroll"}, "count": {"count"}, "document_states": {"retrieve"}}
+MAINTENANCE = {
+    "chunks": {"scroll"},
+    "count": {"count"},
+    "document_states": {"retrieve"},
+    "scroll_missing": {"scroll"},  # the access-keys backfill (retrieval.store)
+}
 
 
 def _sources() -> list[tuple[str, ast.Module]]:
