@@ -84,8 +84,14 @@ def worker() -> None:
     configure_logging(settings)
     if not settings.qdrant_url:
         console.print("embedded store: this worker owns " + str(settings.store_path))
-    with traced_process(settings):
-        asyncio.run(run_worker(settings))
+    from retrieval.binding import CollectionMismatch
+
+    try:
+        with traced_process(settings):
+            asyncio.run(run_worker(settings))
+    except CollectionMismatch as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -95,6 +101,42 @@ def topics() -> None:
 
     created = ensure_topics(Settings())
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@app.command("reindex")
+def reindex_command(
+    drop_old: Annotated[
+        bool,
+        typer.Option(
+            "--drop-old",
+            help="Delete the previous collection after the switch (restart every process "
+            "on the new one first if they run on the embedded store).",
+        ),
+    ] = False,
+) -> None:
+    """Rebuild the collection from the documents topic with this configuration's
+    embedding model and chunking, then switch the alias (blue/green).
+
+    The old collection keeps serving while the new one is built; run it beside the
+    running stack, with HEADWATER_EMBEDDING_* and HEADWATER_CHUNK_* set to the new
+    configuration, then restart the API and workers with the same settings. Killed, it
+    resumes where it stopped when run again. See docs/operating.md (Upgrades).
+    """
+    from headwater.reindex import reindex
+    from retrieval.binding import CollectionMismatch
+
+    settings = Settings()
+    configure_logging(settings)
+    try:
+        with traced_process(settings):
+            result = asyncio.run(reindex(settings, drop_old=drop_old, console=console))
+    except CollectionMismatch as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"done in {result.seconds:.0f}s: restart the API and workers with this model's "
+        f"settings; their ingest resumes from consumer group {result.consumer_group}"
+    )
 
 
 @app.command()

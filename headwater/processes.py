@@ -46,7 +46,7 @@ async def open_process(
         if run_ingest:
             await stack.enter_async_context(
                 ingest_worker(
-                    settings,
+                    clients.ingest_settings,
                     store=clients.store,
                     embedder=clients.embedder,
                     producer=clients.producer,
@@ -78,7 +78,10 @@ async def run_worker(settings: Settings) -> None:
         async with (
             open_shared_clients(settings) as clients,
             ingest_worker(
-                settings, store=clients.store, embedder=clients.embedder, producer=clients.producer
+                clients.ingest_settings,
+                store=clients.store,
+                embedder=clients.embedder,
+                producer=clients.producer,
             ),
         ):
             _log.info(

@@ -34,8 +34,24 @@ class OutageSwitchStore:
     def lexical(self) -> bool:
         return self._inner.lexical
 
-    def ensure_collection(self, *, dim: int, model: str) -> None:
-        self._inner.ensure_collection(dim=dim, model=model)
+    @property
+    def collection(self) -> str:
+        return self._inner.collection
+
+    def ensure_collection(self, *, dim: int, model: str, name: str | None = None) -> None:
+        self._inner.ensure_collection(dim=dim, model=model, name=name)
+
+    def binding(self) -> dict[str, Any] | None:
+        return self._inner.binding()
+
+    def record_binding(self, record: dict[str, Any]) -> None:
+        self._inner.record_binding(record)
+
+    def promote(self, alias: str) -> str | None:
+        return self._inner.promote(alias)
+
+    def drop_collection(self, name: str) -> None:
+        self._inner.drop_collection(name)
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         self._check()
@@ -74,6 +90,10 @@ class OutageSwitchStore:
     def chunks(self, *, tenant: str) -> Iterator[StoredChunk]:
         self._check()
         return self._inner.chunks(tenant=tenant)
+
+    def purge_deleted(self) -> None:
+        self._check()
+        self._inner.purge_deleted()
 
     def close(self) -> None:
         self._inner.close()

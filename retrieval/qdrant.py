@@ -21,6 +21,7 @@ from retrieval.qdrant_query import index_schema, match, permission_filter, query
 from retrieval.query import SearchQuery, as_search_query, hits_of
 from retrieval.records import ACCESS_KEYS, StoredChunk
 from retrieval.schema import (
+    BINDING_POINT_ID,
     PAYLOAD_INDEXES,
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -45,7 +46,14 @@ class QdrantServerStore:
         self._client = client
         self._alias = alias
         self._states: str | None = None
+        self._name: str | None = None
         self._lexical = True
+
+    @property
+    def collection(self) -> str:
+        if self._name is None:
+            raise RuntimeError("collection not created yet: call ensure_collection() first")
+        return self._name
 
     @property
     def lexical(self) -> bool:
@@ -61,9 +69,9 @@ class QdrantServerStore:
         )
         return cls(client, alias=alias)
 
-    def ensure_collection(self, *, dim: int, model: str) -> None:
-        name = self._alias_target() or versioned_collection(self._alias, model, dim)
-        self._states = state_collection(name)
+    def ensure_collection(self, *, dim: int, model: str, name: str | None = None) -> None:
+        name = self._alias_target() or name or versioned_collection(self._alias, model, dim)
+        self._name, self._states = name, state_collection(name)
         if not self._client.collection_exists(self._states):
             self._client.create_collection(
                 self._states,
@@ -95,6 +103,44 @@ class QdrantServerStore:
                 )
             ]
         )
+
+    def binding(self) -> dict[str, Any] | None:
+        records = self._client.retrieve(
+            self._ready_states(), ids=[BINDING_POINT_ID], with_payload=True
+        )
+        return dict(records[0].payload or {}) if records else None
+
+    def record_binding(self, record: dict[str, Any]) -> None:
+        point = models.PointStruct(
+            id=BINDING_POINT_ID, vector={_STATE_VECTOR: [1.0]}, payload=record
+        )
+        self._client.upsert(self._ready_states(), points=[point], wait=True)
+
+    def promote(self, alias: str) -> str | None:
+        targets = {a.alias_name: a.collection_name for a in self._client.get_aliases().aliases}
+        operations: list[models.AliasOperations] = [
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name))
+            for name in (alias, self._alias)
+            if name in targets
+        ]
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=self.collection, alias_name=alias)
+            )
+        )
+        # One request: the server applies the alias changes atomically.
+        self._client.update_collection_aliases(change_aliases_operations=operations)
+        self._alias = alias
+        return targets.get(alias)
+
+    def drop_collection(self, name: str) -> None:
+        holders = [
+            a.alias_name for a in self._client.get_aliases().aliases if a.collection_name == name
+        ]
+        if holders or name == self._name:
+            raise ValueError(f"collection {name!r} is in use (aliases: {holders or 'this store'})")
+        for collection in (name, state_collection(name)):
+            self._client.delete_collection(collection)
 
     def _prepare(self, collection: str) -> None:
         """Every payload index (creating one that exists is a no-op), and access keys on
@@ -245,6 +291,11 @@ class QdrantServerStore:
                 yield StoredChunk.from_payload(dict(record.payload or {}))
             if offset is None:
                 return
+
+    def purge_deleted(self) -> None:
+        """Nothing to do now: a Qdrant server drops deleted points from its segments when
+        its vacuum optimizer runs (``deleted_threshold``) and from its write-ahead log as
+        the log rotates (``wal_capacity_mb``); no API call forces either."""
 
     def close(self) -> None:
         self._client.close()

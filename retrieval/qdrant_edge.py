@@ -4,6 +4,10 @@ An edge shard is one collection in one folder. The alias lives in ``aliases.json
 beside the shards, so an embedding-model change can build a new shard and switch
 by rewriting one small file atomically.
 
+Chunk shards are created without a write-ahead log, so that an erasure can leave no
+text behind (``purge_deleted``): their updates are flushed before the document states
+that record them are written, once per ingest batch.
+
 A shard created before the ``lexical`` sparse vector cannot gain it (the engine refuses
 a config that adds a vector to existing segments): it is served dense-only until rebuilt
 (:mod:`retrieval.store`).
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +37,7 @@ from retrieval.qdrant_edge_query import (
 from retrieval.query import SearchQuery, as_search_query, hits_of
 from retrieval.records import ACCESS_KEYS, StoredChunk
 from retrieval.schema import (
+    BINDING_POINT_ID,
     PAYLOAD_INDEXES,
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -59,8 +65,10 @@ class EdgeStore:
         self._states: qe.EdgeShard | None = None
         self._write_lock = threading.Lock()
         self._lexical = True
+        self._name: str | None = None
         target = self._read_aliases().get(alias)
         if target and (root / target).exists():
+            self._name = target
             shard, self._lexical = _load_chunk_shard(root / target)
             self._shard = _prepared(shard)
             self._states = _open_shard(root / state_collection(target), _STATE_VECTORS)
@@ -70,20 +78,58 @@ class EdgeStore:
         """Whether the collection has the ``lexical`` sparse vector (sparse/hybrid search)."""
         return self._lexical
 
-    def ensure_collection(self, *, dim: int, model: str) -> None:
+    @property
+    def collection(self) -> str:
+        if self._name is None:
+            raise RuntimeError("collection not created yet: call ensure_collection() first")
+        return self._name
+
+    def ensure_collection(self, *, dim: int, model: str, name: str | None = None) -> None:
         if self._shard is not None:
             return
-        name = versioned_collection(self._alias, model, dim)
+        name = name or versioned_collection(self._alias, model, dim)
         path = self._root / name
         if path.exists():
             shard, self._lexical = _load_chunk_shard(path)
         else:
             dense = {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
-            config = qe.EdgeConfig(vectors=dense, sparse_vectors=_SPARSE_VECTORS)
+            config = qe.EdgeConfig(
+                vectors=dense,
+                sparse_vectors=_SPARSE_VECTORS,
+                optimizers=_VACUUM_ON_PURGE,
+                wal_enabled=False,
+            )
             shard = qe.EdgeShard.create(str(path), config)
         self._states = _open_shard(self._root / state_collection(name), _STATE_VECTORS)
         self._write_aliases({**self._read_aliases(), self._alias: name})
-        self._shard = _prepared(shard)
+        self._shard, self._name = _prepared(shard), name
+
+    def binding(self) -> dict[str, Any] | None:
+        records = self._ready_states().retrieve(
+            [BINDING_POINT_ID], with_payload=True, with_vector=False
+        )
+        return dict(records[0].payload or {}) if records else None
+
+    def record_binding(self, record: dict[str, Any]) -> None:
+        point = qe.Point(BINDING_POINT_ID, {_STATE_VECTOR: [1.0]}, record)
+        with self._write_lock:
+            self._ready_states().update(qe.UpdateOperation.upsert_points([point]))
+
+    def promote(self, alias: str) -> str | None:
+        aliases = self._read_aliases()
+        previous = aliases.get(alias)
+        aliases[alias] = self.collection
+        aliases.pop(self._alias, None)
+        self._write_aliases(aliases)  # one atomic file replace
+        self._alias = alias
+        return previous
+
+    def drop_collection(self, name: str) -> None:
+        holders = [a for a, target in self._read_aliases().items() if target == name]
+        if holders or name == self._name:
+            raise ValueError(f"collection {name!r} is in use (aliases: {holders or 'this store'})")
+        for folder in (self._root / name, self._root / state_collection(name)):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
@@ -132,6 +178,11 @@ class EdgeStore:
         return states_by_key(record.payload for record in records)
 
     def put_document_states(self, states: Mapping[DocumentKey, DocumentState]) -> None:
+        # The chunks are durable before the states that say they are applied: a chunk
+        # shard without a write-ahead log holds its updates in memory until a flush.
+        if not self._has_wal():
+            with self._write_lock:
+                self._ready().flush()
         if not states:
             return
         points = [
@@ -166,6 +217,26 @@ class EdgeStore:
             if offset is None:
                 return
 
+    def purge_deleted(self) -> None:
+        """Vacuum every segment that holds deleted points (the shard's optimizer config
+        makes any deletion enough) and flush: their data leaves the segment files. A
+        shard created with a write-ahead log (before erasure existed) keeps erased
+        updates in it until 32 MiB of later writes rotate it: a warning says so."""
+        with self._write_lock:
+            shard = self._ready()
+            shard.optimize()
+            shard.flush()
+        if self._has_wal():
+            _log.warning(
+                "collection %s has a write-ahead log, which keeps erased text until later "
+                "writes rotate it; re-index into a new collection (created without one) "
+                "for the erasure bound of docs/operating.md",
+                self.collection,
+            )
+
+    def _has_wal(self) -> bool:
+        return (self._root / self.collection / "wal").exists()
+
     def close(self) -> None:
         with self._write_lock:
             for shard in (self._shard, self._states):
@@ -199,6 +270,9 @@ _STATE_VECTOR = "state"
 # The state shard needs a vector; each record carries the constant [1.0].
 _STATE_VECTORS = {_STATE_VECTOR: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)}
 _SPARSE_VECTORS = {SPARSE_VECTOR_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+# The engine runs its optimizers only when asked (``optimize``), which only
+# ``purge_deleted`` does: then any segment with a deleted point is rewritten without it.
+_VACUUM_ON_PURGE = qe.EdgeOptimizersConfig(deleted_threshold=1e-9, vacuum_min_vector_number=0)
 
 
 def _prepared(shard: qe.EdgeShard) -> qe.EdgeShard:
@@ -228,7 +302,8 @@ def _load_chunk_shard(path: Path) -> tuple[qe.EdgeShard, bool]:
     """The chunk shard at ``path`` and whether it has the lexical vector: loading with it
     in the config fails on a shard without it (edge 0.9 shows no loaded shard's config)."""
     try:
-        return qe.EdgeShard.load(str(path), qe.EdgeConfig(sparse_vectors=_SPARSE_VECTORS)), True
+        config = qe.EdgeConfig(sparse_vectors=_SPARSE_VECTORS, optimizers=_VACUUM_ON_PURGE)
+        return qe.EdgeShard.load(str(path), config), True
     except Exception:  # the engine raises a bare Exception for an incompatible config
         _log.warning(LEGACY_COLLECTION_WARNING, path.name)
         return qe.EdgeShard.load(str(path)), False

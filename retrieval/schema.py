@@ -64,6 +64,10 @@ def state_point_id(tenant: str, doc_id: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{tenant}/{doc_id}"))
 
 
+# The companion's record of what built the collection (retrieval.binding).
+BINDING_POINT_ID = str(uuid.uuid5(POINT_NAMESPACE, "collection-binding"))
+
+
 def state_collection(collection: str) -> str:
     """The companion collection of applied document versions (tombstones included).
 

@@ -78,8 +78,26 @@ class VectorStore(Protocol):
     def lexical(self) -> bool:
         """Whether the collection has the lexical vector (false: built before it)."""
 
-    def ensure_collection(self, *, dim: int, model: str) -> None:
-        """Create the collection behind the alias, with its payload indexes, if missing."""
+    @property
+    def collection(self) -> str:
+        """The physical collection behind the alias (after :meth:`ensure_collection`)."""
+
+    def ensure_collection(self, *, dim: int, model: str, name: str | None = None) -> None:
+        """Create the collection behind the alias, with its payload indexes, if missing
+        (named ``name``, or after the model: ``versioned_collection``)."""
+
+    def binding(self) -> dict[str, Any] | None:
+        """What built the collection (``retrieval.binding``), if recorded."""
+
+    def record_binding(self, record: dict[str, Any]) -> None:
+        """Record what builds the collection (in its ``__documents`` companion)."""
+
+    def promote(self, alias: str) -> str | None:
+        """Point ``alias`` at this store's collection and drop this store's own alias, in
+        one atomic step; the collection ``alias`` named before (None if it named none)."""
+
+    def drop_collection(self, name: str) -> None:
+        """Delete collection ``name`` and its companion; refused while an alias names it."""
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         """Insert or overwrite points (ids are deterministic, so re-delivery is harmless)."""
@@ -111,6 +129,11 @@ class VectorStore(Protocol):
 
     def chunks(self, *, tenant: str) -> Iterator[StoredChunk]:
         """Every stored chunk of a tenant (audits and consistency checks, not serving)."""
+
+    def purge_deleted(self) -> None:
+        """Rewrite storage so that deleted points' data is gone from its files (erasure):
+        the embedded engine vacuums now; a server does so on its own (docs/operating.md,
+        "Erasure")."""
 
     def close(self) -> None:
         """Flush and release the store."""

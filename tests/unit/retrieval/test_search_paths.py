@@ -20,6 +20,7 @@ MAINTENANCE = {
     "chunks": {"scroll"},
     "count": {"count"},
     "document_states": {"retrieve"},
+    "binding": {"retrieve"},  # the collection binding record (retrieval.binding)
     "scroll_missing": {"scroll"},  # the access-keys backfill (retrieval.store)
 }
 
