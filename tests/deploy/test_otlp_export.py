@@ -1,77 +1,33 @@
 """A trace leaves a process over OTLP/HTTP the way core.telemetry exports it, and arrives
 as the collector's OTLP receiver reads it (protobuf on POST /v1/traces).
 
-The receiver is a small HTTP server on 127.0.0.1 started by the test. The test builds its
-own TracerProvider: the session's global one (tests/conftest.py) stays untouched.
+The receiver (tests/otlp_receiver.py) is a small HTTP server on 127.0.0.1 started by the
+test. The test builds its own TracerProvider: the session's global one (tests/conftest.py)
+stays untouched.
 """
 
 from __future__ import annotations
 
-import gzip
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from core.settings import Settings
-
-
-class _Receiver(ThreadingHTTPServer):
-    """Keeps every decoded export request with the content type it came with."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _OtlpHandler)
-        self.received: list[tuple[str, ExportTraceServiceRequest]] = []
-
-
-class _OtlpHandler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        if self.path != "/v1/traces":
-            self.send_error(404)
-            return
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        self.server.received.append((self.headers.get("Content-Type", ""), request))
-        reply = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: pytest shows failures, not access logs."""
+from tests.otlp_receiver import OtlpReceiver, running_receiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    server = _Receiver()
-    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
-    thread.start()
-    try:
+def receiver() -> Iterator[OtlpReceiver]:
+    with running_receiver() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def test_spans_reach_an_otlp_http_receiver_with_parentage_and_resource(
-    receiver: _Receiver,
+    receiver: OtlpReceiver,
 ) -> None:
     settings = Settings(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}/")
     # As core.telemetry.configure_tracing builds it from HEADWATER_OTLP_ENDPOINT.
