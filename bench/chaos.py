@@ -2,6 +2,7 @@
 
     python -m bench.chaos --quick     # ~1,000 documents, about 3 minutes on 2 cores
     python -m bench.chaos             # more documents and changes
+    python -m bench.chaos --quick --reindex-kills 3   # then a re-index, killed 3 times
 
 A private Kafka broker and a ``headwater worker`` process (embedded store) run while
 this script publishes documents with updates, ACL changes, deletes and re-creates.
@@ -9,6 +10,11 @@ Meanwhile it (a) kill -9s the worker and restarts it, (b) makes the store fail f
 stretch (``HEADWATER_FAULT_STORE_FLAG``), (c) restarts the broker mid-produce. Once
 the consumer lag is 0 the worker is stopped and the store is compared with the state
 that the *acknowledged* sends imply. Prints one JSON object; zeros are the pass mark.
+
+With ``--reindex-kills N``, once that check is done, ``headwater reindex`` rebuilds the
+index from the documents topic with other chunking (a new collection), and is kill -9'd
+N times while it replays, restarted each time (it resumes); when it has switched the
+alias, the new collection is compared with the same expectations (``reindex_*`` keys).
 """
 
 from __future__ import annotations
@@ -183,6 +189,63 @@ def _kill9(worker: ManagedProcess) -> None:
         worker.stop(timeout_s=5)
 
 
+def _reindex(root: Path, settings: Settings) -> ManagedProcess:
+    return ManagedProcess(
+        "reindex",
+        [sys.executable, "-m", "headwater.cli", "reindex"],
+        env={
+            "HEADWATER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEADWATER_DATA_DIR": str(settings.data_dir),
+            "HEADWATER_CONSUMER_GROUP": settings.consumer_group,
+            "HEADWATER_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "HEADWATER_CHUNK_TOKENS": "96",
+            "HEADWATER_CHUNK_OVERLAP_TOKENS": "16",
+            "HEADWATER_LOG_LEVEL": "WARNING",
+        },
+        log_path=root / "reindex.log",
+        ready=lambda: True,
+        cwd=REPO,
+    )
+
+
+def reindex_with_kills(
+    root: Path, settings: Settings, expected: dict[DocumentKey, Expected], kills: int, say: Any
+) -> dict[str, int]:
+    """Re-index, kill -9 it ``kills`` times while it replays, then let it finish; compare
+    the collection the alias names afterwards with ``expected``."""
+    rng = random.Random(11)
+    aliases = settings.store_path / "aliases.json"
+    building = f"{settings.collection}__next"
+    done = 0
+    for _ in range(kills):
+        process = _reindex(root, settings)
+        process.start()
+        deadline = time.monotonic() + 300
+        while building not in (json.loads(aliases.read_text()) if aliases.exists() else {}):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the re-index never started\n{process.log_tail()}")
+            time.sleep(0.2)
+        time.sleep(rng.uniform(2.0, 6.0))  # mid-replay
+        if not process.running():
+            process.stop()
+            break
+        _kill9(process)
+        done += 1
+        say(f"kill -9 #{done} of the re-index")
+    process = _reindex(root, settings)
+    process.start()
+    if process.wait(timeout_s=900) != 0:
+        raise SystemExit(f"the re-index failed\n{process.log_tail()}")
+    store = EdgeStore(settings.store_path, alias=settings.collection)
+    try:
+        result = check(store, expected)
+        collection = store.collection
+    finally:
+        store.close()
+    say(f"re-indexed into {collection}")
+    return {"reindex_kills": done, **{f"reindex_{k}": v for k, v in result.items()}}
+
+
 def check(store: EdgeStore, expected: dict[DocumentKey, Expected]) -> dict[str, int]:
     """Compare every stored chunk with the expected documents."""
     import hashlib
@@ -221,6 +284,7 @@ def run(
     outage_s: float,
     restart_broker: bool,
     rate: float,
+    reindex_kills: int | None = None,
     seed: int = 5,
     say: Any = print,
 ) -> dict[str, Any]:
@@ -307,6 +371,8 @@ def run(
                 result = check(store, expected)
             finally:
                 store.close()
+            if reindex_kills is not None:
+                result |= reindex_with_kills(root, settings, expected, reindex_kills, say)
             return {
                 "documents": documents,
                 "events": len(events),
@@ -334,6 +400,11 @@ def main() -> None:
     parser.add_argument("--outage-s", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=25.0, help="events published per second")
     parser.add_argument("--no-broker-restart", action="store_true")
+    parser.add_argument(
+        "--reindex-kills",
+        type=int,
+        help="then re-index with other chunking, kill -9'd this many times mid-replay",
+    )
     args = parser.parse_args()
     documents = args.documents or (1000 if args.quick else 3000)
     changes = args.changes or documents // 2
@@ -344,6 +415,7 @@ def main() -> None:
         outage_s=args.outage_s,
         restart_broker=not args.no_broker_restart,
         rate=args.rate,
+        reindex_kills=args.reindex_kills,
         say=lambda line: print(line, file=sys.stderr),
     )
     print(json.dumps(result))

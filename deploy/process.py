@@ -114,6 +114,17 @@ class ManagedProcess:
                 raise StackError(f"{self.name} not ready after {timeout_s:.0f}s\n{self.log_tail()}")
             time.sleep(0.25)
 
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit code, or None if it is still running after ``timeout_s``."""
+        if self._popen is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self._popen.wait(timeout=timeout_s)
+        return None
+
     def stop(self, timeout_s: float = 30.0) -> None:
         pid = self.pid
         if pid is not None:

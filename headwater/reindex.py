@@ -31,7 +31,7 @@ from core.kafka import ConsumerLag
 from core.settings import Settings
 from headwater.clients import open_shared_clients
 from ingest.runtime import ingest_worker
-from retrieval.embedding import open_embedder
+from retrieval.embedding import Embedder, open_embedder
 from retrieval.schema import versioned_collection
 
 _log = logging.getLogger(__name__)
@@ -58,12 +58,14 @@ async def reindex(
     drop_old: bool = False,
     console: Console | None = None,
     poll_s: float = 1.0,
+    embedder: Embedder | None = None,
 ) -> ReindexResult:
     """Build (or resume building) the next collection, switch the alias, optionally drop
     the previous collection."""
     console = console or Console(stderr=True)
     started = time.monotonic()
-    embedder = await asyncio.to_thread(open_embedder, settings)
+    if embedder is None:
+        embedder = await asyncio.to_thread(open_embedder, settings)
     building = settings.model_copy(update={"collection": next_alias(settings.collection)})
     stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%S")
     fresh = f"{versioned_collection(settings.collection, embedder.model_name, embedder.dim)}"
