@@ -1,7 +1,8 @@
 """Server adapter: a Qdrant server or cluster through ``qdrant-client``.
 
-The only module that imports ``qdrant_client``. Tests run it against the client's
-``:memory:`` mode, which stands in for a server (too slow to serve in production).
+The only module that imports ``qdrant_client``. Tests run it against a real server
+(``../shared/bin/qdrant``) and against the client's ``:memory:`` mode, which stands in
+for one (too slow to serve in production, and it ignores payload indexes).
 
 A collection created before the ``lexical`` sparse vector is served dense-only until
 rebuilt (:mod:`retrieval.store`).
@@ -9,15 +10,26 @@ rebuilt (:mod:`retrieval.store`).
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from acl.filter import PermissionFilter
-from retrieval.qdrant_query import index_schema, match, permission_filter, query_args, sparse_vector
+from retrieval.qdrant_query import (
+    index_schema,
+    match,
+    minor_version,
+    permission_filter,
+    query_args,
+    scopes_idf,
+    sparse_vector,
+)
 from retrieval.query import SearchQuery, as_search_query, hits_of
 from retrieval.records import ACCESS_KEYS, StoredChunk
 from retrieval.schema import (
@@ -48,6 +60,7 @@ class QdrantServerStore:
         self._states: str | None = None
         self._name: str | None = None
         self._lexical = True
+        self._scoped_idf = True
 
     @property
     def collection(self) -> str:
@@ -57,44 +70,45 @@ class QdrantServerStore:
 
     @property
     def lexical(self) -> bool:
-        """Whether the collection has the ``lexical`` sparse vector (sparse/hybrid search)."""
-        return self._lexical
+        """Whether sparse/hybrid search runs: the collection has the ``lexical`` sparse
+        vector and the server counts IDF over what the caller may read."""
+        return self._lexical and self._scoped_idf
 
     @classmethod
     def connect(cls, url: str, *, api_key: str | None, alias: str) -> QdrantServerStore:
+        # The client's own version check runs in a thread of its own and warns there,
+        # where no caller can handle it: ensure_collection checks the version instead.
         client = (
             QdrantClient(location=url)
             if url == ":memory:"
-            else QdrantClient(url=url, api_key=api_key)
+            else QdrantClient(url=url, api_key=api_key, check_compatibility=False)
         )
         return cls(client, alias=alias)
 
     def ensure_collection(self, *, dim: int, model: str, name: str | None = None) -> None:
         name = self._alias_target() or name or versioned_collection(self._alias, model, dim)
         self._name, self._states = name, state_collection(name)
-        if not self._client.collection_exists(self._states):
-            self._client.create_collection(
-                self._states,
-                vectors_config={
-                    _STATE_VECTOR: models.VectorParams(size=1, distance=models.Distance.DOT)
-                },
-            )
+        self._check_server()
+        self._create_missing(
+            self._states,
+            vectors_config={
+                _STATE_VECTOR: models.VectorParams(size=1, distance=models.Distance.DOT)
+            },
+        )
         if self._client.collection_exists(self._alias):
             self._lexical = self._has_lexical(self._alias)
             self._prepare(self._alias)
             return
-        if self._client.collection_exists(name):
+        if not self._create_missing(
+            name,
+            vectors_config={
+                VECTOR_NAME: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+            },
+            sparse_vectors_config={
+                SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)
+            },
+        ):
             self._lexical = self._has_lexical(name)
-        else:
-            self._client.create_collection(
-                name,
-                vectors_config={
-                    VECTOR_NAME: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                },
-                sparse_vectors_config={
-                    SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)
-                },
-            )
         self._prepare(name)
         self._client.update_collection_aliases(
             change_aliases_operations=[
@@ -103,6 +117,38 @@ class QdrantServerStore:
                 )
             ]
         )
+
+    def _check_server(self) -> None:
+        """Warn about a server outside qdrant-client's range (one minor version either
+        way), and serve sparse and hybrid search only where the server counts IDF over
+        the caller's readable set: elsewhere a document the caller cannot read would move
+        their scores (a side channel), so they run dense, warned. Chunks keep their
+        lexical vectors for the upgraded server."""
+        version = self._client.info().version
+        client = minor_version(importlib.metadata.version("qdrant-client"))
+        server = minor_version(version)
+        if not (client and server and client[0] == server[0] and abs(client[1] - server[1]) <= 1):
+            _log.warning(UNSUPPORTED_SERVER_WARNING, version)
+        self._scoped_idf = scopes_idf(version)
+        if not self._scoped_idf:
+            _log.warning(UNSCOPED_IDF_WARNING, version)
+
+    def _create_missing(self, name: str, **config: Any) -> bool:
+        """Create collection ``name`` unless it exists; whether this call created it.
+
+        Processes opening a new alias together (a worker and API replicas starting) all
+        find it missing and all create it: the server answers every one but the first
+        409 Conflict, which means it is there now.
+        """
+        if self._client.collection_exists(name):
+            return False
+        try:
+            self._client.create_collection(name, **config)
+        except UnexpectedResponse as error:
+            if error.status_code != HTTPStatus.CONFLICT:
+                raise
+            return False
+        return True
 
     def binding(self) -> dict[str, Any] | None:
         records = self._client.retrieve(
@@ -223,7 +269,7 @@ class QdrantServerStore:
         limit: int,
     ) -> list[Hit]:
         wanted = as_search_query(query)
-        if not self._lexical:  # warned at open: served dense until re-indexed
+        if not self.lexical:  # warned at open: served dense until re-indexed or upgraded
             wanted = wanted.dense_only()
         permitted = permission_filter(permission)
         response = self._client.query_points(
@@ -302,3 +348,12 @@ class QdrantServerStore:
 
 
 _STATE_VECTOR = "state"
+
+UNSUPPORTED_SERVER_WARNING = (
+    "Qdrant server %s is more than one minor version away from qdrant-client "
+    "(docs/operating.md, Upgrades)"
+)
+UNSCOPED_IDF_WARNING = (
+    "Qdrant server %s cannot count IDF over the caller's readable set (Qdrant 1.19 can): "
+    "sparse and hybrid searches run dense until it is upgraded"
+)

@@ -4,6 +4,7 @@ filter) and fusion, payload index types."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from qdrant_client import models
@@ -60,6 +61,23 @@ def prefetches(query: SearchQuery, permitted: models.Filter, pool: int) -> list[
         limit=pool,
     )
     return [lexical] if query.mode == "sparse" else [dense, lexical]
+
+
+# Qdrant counts a lexical search's IDF over ``SearchParams.idf``'s corpus from 1.19 on; an
+# older server ignores the parameter (unknown fields pass) and counts every point.
+SCOPED_IDF_SINCE = (1, 19)
+
+
+def minor_version(version: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a version string such as ``1.18.3``; None if it has none."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def scopes_idf(server_version: str) -> bool:
+    """Whether a server of this version counts IDF over the caller's readable set only."""
+    minor = minor_version(server_version)
+    return minor is not None and minor >= SCOPED_IDF_SINCE
 
 
 def fusion(query: SearchQuery) -> models.Query:

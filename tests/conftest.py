@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from deploy.process import ManagedProcess, free_port
 from deploy.stack import LLM_MODEL_NAME, StackPaths, kafka_process, llm_process
 from retrieval.embedding import SentenceTransformerEmbedder, default_model_path
+from tests.qdrant_server import QdrantTestServer, missing_binary_reason, qdrant_node
 
 # Built by deploy/llm/setup.sh next to SmolLM2; the folder and the served name are the same.
 TINY_MODEL_NAME = "tiny-llama"
@@ -70,6 +71,20 @@ def kafka_bootstrap(
     broker = kafka_process(port=port, data_dir=root / "data", log_path=root / "kafka.log")
     with _served(broker, request, timeout_s=120):
         yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def qdrant_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[QdrantTestServer]:
+    """A real Qdrant server, one node (../shared/bin/qdrant); skipped, with the reason,
+    only where that binary is absent."""
+    reason = missing_binary_reason()
+    if reason:
+        pytest.skip(reason)
+    process, server = qdrant_node(tmp_path_factory.mktemp("qdrant"))
+    with _served(process, request, timeout_s=60):
+        yield server
 
 
 @pytest.fixture(scope="session")
