@@ -25,7 +25,7 @@ from inference.scoring import AutoRouter
 from inference.service import ChatGateway
 from inference.tokens import open_token_counter
 from inference.vllm import OpenAIBackend
-from ingest.publish import DocumentPublisher
+from ingest.publish import DocumentEraser, DocumentPublisher
 from retrieval.embedding import Embedder
 from retrieval.query import SearchPolicy
 from retrieval.service import Retriever
@@ -47,6 +47,7 @@ class Services:
     answerer: Answerer
     producer: KafkaProducer
     publisher: DocumentPublisher
+    eraser: DocumentEraser
     audit: AuditLog
     directory: GroupDirectory
     keys: Keys
@@ -166,6 +167,12 @@ async def open_api_services(
             usage=UsageLedger(),
             producer=producer,
             publisher=DocumentPublisher(producer, settings.documents_topic),
+            eraser=DocumentEraser(
+                producer,
+                documents_topic=settings.documents_topic,
+                dlq_topic=settings.dlq_topic,
+                audit_topic=settings.audit_topic,
+            ),
             audit=_audit_log(settings, producer, stack),
             directory=directory,
             keys=keys,

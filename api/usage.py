@@ -29,11 +29,20 @@ from core.errors import InvalidRequest
 from core.kafka import TopicFollower
 from core.metrics import TOKENS
 from core.settings import Settings
+from ingest.models import ErasureRecord
 
 _log = logging.getLogger(__name__)
 
 GroupBy = Literal["department", "key", "user", "model", "day"]
 GROUP_BY: tuple[str, ...] = get_args(GroupBy)
+
+
+def _is_erasure(value: bytes) -> bool:
+    try:
+        ErasureRecord.model_validate_json(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _key_label(principal: Principal) -> str:
@@ -144,6 +153,8 @@ class UsageLedger:
             record = AuditRecord.model_validate_json(value)
             at = datetime.fromisoformat(record.at)
         except (ValidationError, ValueError):
+            if _is_erasure(value):  # an erasure's record: no tokens to meter
+                return False
             self.skipped += 1
             _log.warning("skipped an audit record that does not parse (%d so far)", self.skipped)
             return False

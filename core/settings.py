@@ -41,7 +41,31 @@ class Settings(BaseSettings):
     keys_topic: str = "headwater.keys.v1"
     topic_partitions: int = Field(3, ge=1)
     topic_replication: int = Field(1, ge=1)
-    documents_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="-1 keeps forever.")
+    documents_retention_ms: int = Field(
+        -1,
+        description="-1: the compacted documents topic keeps every document's latest state "
+        "forever (a replay rebuilds the index); a positive value also deletes records older "
+        "than this (compact,delete: throwaway topics, such as evaluation runs).",
+    )
+    documents_segment_ms: int = Field(
+        3_600_000,
+        ge=1,
+        description="segment.ms of the documents and dead-letter topics: a record can be "
+        "compacted once its segment is closed; ingest workers append a seal to every "
+        "partition each quarter of this, so even an idle partition's segment closes.",
+    )
+    documents_max_compaction_lag_ms: int = Field(
+        86_400_000,
+        ge=1,
+        description="max.compaction.lag.ms of the documents and dead-letter topics: the "
+        "longest a superseded or tombstoned record stays uncompacted (the erasure bound).",
+    )
+    documents_tombstone_retention_ms: int = Field(
+        86_400_000,
+        ge=0,
+        description="delete.retention.ms of the documents and dead-letter topics: how long "
+        "a tombstone stays readable; a consumer or re-index further behind may miss deletes.",
+    )
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
     audit_retention_ms: int = 365 * 24 * 3600 * 1000
     consumer_group: str = "headwater-ingest"

@@ -12,9 +12,11 @@ from rich.console import Console
 
 from core.settings import Settings
 from core.telemetry import configure_logging, traced_process
+from headwater.erase_cli import erase, erasures
 from headwater.eval_cli import eval_app
 from headwater.keys_cli import keys
 from headwater.router_cli import router_app
+from headwater.topics_cli import topics
 from headwater.usage_cli import usage
 from ingest.cli import dlq, publish
 
@@ -29,6 +31,8 @@ app.add_typer(keys, name="keys")
 app.add_typer(router_app, name="router")
 app.add_typer(eval_app, name="eval")
 app.command()(usage)
+app.add_typer(topics, name="topics")
+app.command()(erase)
 console = Console(stderr=True)
 _NEEDS_SERVER = (
     "needs a Qdrant server (HEADWATER_QDRANT_URL); "
@@ -92,15 +96,6 @@ def worker() -> None:
     except CollectionMismatch as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-
-
-@app.command()
-def topics() -> None:
-    """Create the Kafka topics of ARCHITECTURE.md that do not exist yet."""
-    from core.kafka import ensure_topics
-
-    created = ensure_topics(Settings())
-    console.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
 @app.command("reindex")
@@ -209,6 +204,7 @@ def _print_citations(out: Console, extension: dict[str, object]) -> None:
 
 audit = typer.Typer(help="Read the audit trail (headwater.audit.v1).", no_args_is_help=True)
 app.add_typer(audit, name="audit")
+audit.command("erasures")(erasures)
 
 
 @audit.command("who-saw")
@@ -217,6 +213,7 @@ def who_saw(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
 ) -> None:
     """Every answered request that was served a chunk of DOC_ID: when, who, which chunks."""
+    from pydantic import ValidationError
     from rich.table import Table
 
     from api.audit import AuditRecord
@@ -226,7 +223,10 @@ def who_saw(
     table = Table("at", "tenant", "user", "department", "endpoint", "request id", "chunks")
     seen = 0
     for message in read_to_end(settings.kafka_bootstrap, topic=settings.audit_topic):
-        record = AuditRecord.model_validate_json(message.value or b"{}")
+        try:
+            record = AuditRecord.model_validate_json(message.value or b"{}")
+        except ValidationError:
+            continue  # an erasure's record (headwater audit erasures)
         chunks = [c for c in record.chunks if c.doc_id == doc_id]
         if not chunks or (tenant and record.tenant != tenant):
             continue

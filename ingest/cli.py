@@ -13,11 +13,12 @@ from rich.table import Table
 
 from acl.models import DocumentAcl
 from core.errors import UpstreamUnavailable
-from core.kafka import KafkaProducer, read_records, read_to_end
+from core.kafka import KafkaProducer, key_partition, read_records, read_to_end
 from core.settings import Settings
 from core.telemetry import traced_process
 from ingest.extract import SUPPORTED, extract
-from ingest.models import DocumentEvent
+from ingest.messages import SOURCE_KEY_HEADER, SOURCE_TOMBSTONE_HEADER
+from ingest.models import DocumentEvent, parse_record_key
 from ingest.publish import DocumentPublisher
 
 
@@ -113,6 +114,15 @@ def publish(
         raise typer.Exit(1)
 
 
+def _home_partition(producer: KafkaProducer, topic: str, key: bytes | None) -> int | None:
+    """The partition of the document ``key`` names (an ACL key's too), else the
+    partitioner's choice."""
+    named = parse_record_key(key)
+    if named is None:
+        return None
+    return key_partition(named.document_key.encode(), producer.partitions(topic))
+
+
 dlq = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 
 
@@ -125,11 +135,13 @@ def dlq_list(
     table = Table("partition", "offset", "key", "error type", "reason", "failed at")
     shown = 0
     for record in read_to_end(settings.kafka_bootstrap, topic=settings.dlq_topic):
+        if record.value is None:  # a tombstone (an erasure's, the seal): no dead letter
+            continue
         header = record.headers
         table.add_row(
             str(record.partition),
             str(record.offset),
-            (record.key or b"").decode("utf-8", "replace"),
+            header.get(SOURCE_KEY_HEADER, record.key or b"").decode("utf-8", "replace"),
             header.get("x-error-type", b"").decode(),
             header.get("x-error", b"").decode("utf-8", "replace")[:200],
             header.get("x-failed-at", b"").decode(),
@@ -148,6 +160,7 @@ def dlq_replay(
 
     Each message is replayed once: the 'headwater-dlq-replay' consumer group remembers
     how far it got. A message that fails again is dead-lettered again, with its reason.
+    It goes back under its original key (x-source-key), a tombstone as a tombstone.
     """
     settings = Settings()
     console = Console(stderr=True)
@@ -160,15 +173,25 @@ def dlq_replay(
             group="headwater-dlq-replay",
             commit=not dry_run,
         ):
+            if record.value is None:  # a tombstone (an erasure's, the seal): no dead letter
+                if not dry_run:
+                    commit_past()
+                continue
             # The original headers (trace context) go back; the DLQ's own do not.
             headers = [(k, v) for k, v in record.headers.items() if not k.startswith("x-")]
+            original = record.headers.get(SOURCE_KEY_HEADER, record.key)
+            tombstone = record.headers.get(SOURCE_TOMBSTONE_HEADER) == b"true"
             if not dry_run:
                 producer.send(
-                    settings.documents_topic, key=record.key, value=record.value, headers=headers
+                    settings.documents_topic,
+                    key=original,
+                    value=None if tombstone else record.value,
+                    headers=headers,
+                    partition=_home_partition(producer, settings.documents_topic, original),
                 )
                 commit_past()
             replayed += 1
-            key = (record.key or b"").decode("utf-8", "replace")
+            key = (original or b"").decode("utf-8", "replace")
             console.print(
                 f"{'would replay' if dry_run else 'replayed'} {key} (offset {record.offset})"
             )

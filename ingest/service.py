@@ -3,22 +3,21 @@
 Pure logic over two Protocols (the writer and the dead-letter sink), so the faust
 adapter stays thin and this is unit-testable without a broker. faust acks a message
 when the agent moves on, even if it raised; so nothing here raises: every message
-ends applied, skipped as stale, or acknowledged by the DLQ.
+ends applied, skipped as stale, ignored (a record with nothing to apply: the seal, an
+erasure's sweep, an ACL key's tombstone, a tombstone of a key that names no document)
+or acknowledged by the DLQ. What a message means is ``ingest.messages``'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from opentelemetry import context, trace
-from pydantic import ValidationError
 
 from core.errors import UpstreamUnavailable
 from core.metrics import (
@@ -29,13 +28,15 @@ from core.metrics import (
     INGEST_FRESHNESS,
 )
 from core.telemetry import extract_context
-from ingest.models import DocumentEvent
+from ingest.messages import RawMessage, Skip, parse_message
+from ingest.models import DocumentEvent, Tombstone
 from ingest.writer import WriteResult
 
 _log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("headwater.ingest")
 
-Outcome = Literal["applied", "stale", "dead_lettered"]
+Outcome = Literal["applied", "stale", "ignored", "dead_lettered"]
+Change = DocumentEvent | Tombstone
 
 # Failures of the infrastructure rather than of one event: retried with backoff while
 # they last (up to ``RetryPolicy.transient_budget_s``), never counted against an event.
@@ -44,19 +45,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    """A message as read from Kafka, before any parsing."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = field(default=())
-    timestamp_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +62,7 @@ class RetryPolicy:
 
 class EventWriter(Protocol):
     async def apply_batch(
-        self, items: Sequence[tuple[DocumentEvent, context.Context]]
+        self, items: Sequence[tuple[Change, context.Context]]
     ) -> list[WriteResult]: ...
 
 
@@ -82,25 +70,10 @@ class DeadLetterSink(Protocol):
     async def send(self, message: RawMessage, *, reason: str, error_type: str) -> None: ...
 
 
-def dead_letter_headers(
-    message: RawMessage, *, reason: str, error_type: str
-) -> list[tuple[str, bytes]]:
-    """The DLQ headers of ARCHITECTURE.md, plus the original headers (trace context)."""
-    return [
-        *message.headers,
-        ("x-error", reason.encode()[:4000]),
-        ("x-error-type", error_type.encode()),
-        ("x-source-topic", message.topic.encode()),
-        ("x-source-partition", str(message.partition).encode()),
-        ("x-source-offset", str(message.offset).encode()),
-        ("x-failed-at", datetime.now(UTC).isoformat().encode()),
-    ]
-
-
 @dataclass
 class _Item:
     message: RawMessage
-    event: DocumentEvent
+    event: Change
     span: trace.Span
 
 
@@ -130,17 +103,21 @@ class DocumentEventHandler:
         outcomes: dict[int, Outcome] = {}
         items: dict[int, _Item] = {}
         for index, message in enumerate(messages):
+            change = parse_message(message)
+            if isinstance(change, Skip):
+                outcomes[index] = _skipped(message, change)
+                continue
             span = _process_span(message)
-            event, problem = parse_event(message)
-            if event is None:
+            if isinstance(change, str):  # why it is invalid
                 outcomes[index] = await self._dead_letter(
-                    span, message, problem, error_type="validation", op="unknown"
+                    span, message, change, error_type="validation", op="unknown"
                 )
                 span.end()
                 continue
-            span.set_attribute("headwater.document.op", event.op)
-            span.set_attribute("headwater.document.version", event.version)
-            items[index] = _Item(message, event, span)
+            span.set_attribute("headwater.document.op", change.op)
+            if isinstance(change, DocumentEvent):
+                span.set_attribute("headwater.document.version", change.version)
+            items[index] = _Item(message, change, span)
         if items:
             outcomes.update(await self._apply(items))
         for index, item in items.items():
@@ -251,6 +228,15 @@ class DocumentEventHandler:
                 await asyncio.sleep(delay)
 
 
+def _skipped(message: RawMessage, skip: Skip) -> Outcome:
+    INGEST_EVENTS.labels("tombstone", "ignored").inc()
+    if not skip.expected:
+        _log.warning(
+            "ignored %s[%s]@%s: %s", message.topic, message.partition, message.offset, skip.reason
+        )
+    return "ignored"
+
+
 def _process_span(message: RawMessage) -> trace.Span:
     span = _tracer.start_span(
         f"process {message.topic}",
@@ -272,26 +258,5 @@ def _record(item: _Item, outcome: Outcome) -> None:
     if outcome == "dead_lettered":
         return
     INGEST_EVENTS.labels(item.event.op, outcome).inc()
-    if outcome == "applied" and item.message.timestamp_s:
+    if outcome == "applied" and item.message.timestamp_s and item.event.op != "tombstone":
         INGEST_FRESHNESS.observe(max(0.0, time.time() - item.message.timestamp_s))
-
-
-def parse_event(message: RawMessage) -> tuple[DocumentEvent | None, str]:
-    """The validated event, or None and a reason a connector author can act on."""
-    if not message.value:
-        return None, "empty message value; expected a headwater.document/1 JSON object"
-    try:
-        event = DocumentEvent.model_validate_json(message.value)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        )
-        return None, f"invalid document event: {problems}"
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"value is not JSON: {exc}"
-    expected = event.key.encode()
-    if message.key != expected:
-        shown = message.key.decode("utf-8", "replace") if message.key else "none"
-        return None, f"message key {shown!r} must be {event.key!r} ({{tenant}}/{{doc_id}})"
-    return event, ""

@@ -18,11 +18,13 @@ from faust.contrib.asgi import faust_app_running
 
 from core.kafka import KafkaProducer, header_pairs
 from core.settings import Settings
-from ingest.service import DocumentEventHandler, RawMessage, dead_letter_headers
+from ingest.messages import RawMessage, dead_letter_headers, dead_letter_key
+from ingest.service import DocumentEventHandler
 
 
 class KafkaDeadLetters:
-    """Dead-letter sink on the DLQ topic: original key and bytes, reason in headers."""
+    """Dead-letter sink on the DLQ topic: the original bytes under the document's key
+    (the original key in ``x-source-key``), the reason in headers."""
 
     def __init__(self, producer: KafkaProducer, topic: str):
         self._producer = producer
@@ -31,8 +33,8 @@ class KafkaDeadLetters:
     async def send(self, message: RawMessage, *, reason: str, error_type: str) -> None:
         await self._producer.send_async(
             self._topic,
-            key=message.key,
-            value=message.value,
+            key=dead_letter_key(message),
+            value=b"" if message.value is None else message.value,
             headers=dead_letter_headers(message, reason=reason, error_type=error_type),
         )
 

@@ -5,6 +5,11 @@ The applied version of every document, deletes included (tombstones), is recorde
 the store's state collection *after* its chunks are written, so a crash in between
 re-applies the event on redelivery instead of skipping it.
 
+A tombstone deletes every chunk of its document whatever its version, keeping the
+applied version (marked deleted): a newer version brings the document back, an older
+one stays stale. After an erasure's tombstone the store purges its files of the deleted
+chunks (``VectorStore.purge_deleted``), once per batch.
+
 Work is shared across a batch: every upsert's chunks are embedded in one call.
 Unchanged text (same SHA-256) is never re-embedded; an ACL change never is. Each chunk
 is stored with its lexical (BM25) terms beside its embedding, both of the same passage.
@@ -21,7 +26,7 @@ from typing import Literal
 from opentelemetry import context, trace
 
 from ingest.chunking import Chunk, Chunker
-from ingest.models import DocumentEvent
+from ingest.models import DocumentEvent, Tombstone
 from retrieval.embedding import Embedder
 from retrieval.records import DocumentFields, StoredChunk, acl_update, document_update
 from retrieval.schema import ChunkPoint, DocumentKey, DocumentState, point_id
@@ -39,13 +44,23 @@ class WriteResult:
     chunks_embedded: int = 0
 
 
+_DELETES = ("delete", "tombstone", "erase")
+
+
 @dataclass
 class _Plan:
-    event: DocumentEvent
+    event: DocumentEvent | Tombstone
     ctx: context.Context
-    kind: Literal["stale", "delete", "acl", "refresh", "embed"]
+    kind: Literal["stale", "delete", "tombstone", "erase", "acl", "refresh", "embed"]
     chunks: list[Chunk] = field(default_factory=list)
     vectors: list[list[float]] = field(default_factory=list)
+
+    @property
+    def document(self) -> DocumentEvent:
+        """The event of a plan that writes one (every kind but the tombstones')."""
+        if isinstance(self.event, Tombstone):
+            raise TypeError("a tombstone carries no document")
+        return self.event
 
 
 def _passage(event: DocumentEvent, chunk: Chunk) -> str:
@@ -103,10 +118,10 @@ class IndexWriter:
         return result
 
     async def apply_batch(
-        self, items: Sequence[tuple[DocumentEvent, context.Context]]
+        self, items: Sequence[tuple[DocumentEvent | Tombstone, context.Context]]
     ) -> list[WriteResult]:
-        """Apply events in order. Each comes with the trace context of its own
-        ``process`` span; shared work (one embedding call) goes under the first."""
+        """Apply events and tombstones in order. Each comes with the trace context of
+        its own ``process`` span; shared work (one embedding call) goes under the first."""
         keys = list(dict.fromkeys((event.tenant, event.doc_id) for event, _ in items))
         states = await asyncio.to_thread(self._store.document_states, keys)
         plans = [self._plan(event, ctx, states) for event, ctx in items]
@@ -116,7 +131,11 @@ class IndexWriter:
             if plan.kind != "stale":
                 await self._write(plan)
                 key = (plan.event.tenant, plan.event.doc_id)
-                touched[key] = states[key]
+                if key in states:  # a tombstone of a document never seen records none
+                    touched[key] = states[key]
+        erasures = [plan for plan in plans if plan.kind == "erase"]
+        if erasures:
+            await self._purge(erasures)
         await asyncio.to_thread(self._store.put_document_states, touched)
         return [
             WriteResult("stale" if plan.kind == "stale" else "applied", len(plan.vectors))
@@ -125,13 +144,17 @@ class IndexWriter:
 
     def _plan(
         self,
-        event: DocumentEvent,
+        event: DocumentEvent | Tombstone,
         ctx: context.Context,
         states: dict[DocumentKey, DocumentState],
     ) -> _Plan:
         """Decide what the event needs, updating ``states`` as if it were applied."""
         key = (event.tenant, event.doc_id)
         state = states.get(key)
+        if isinstance(event, Tombstone):
+            if state is not None:
+                states[key] = DocumentState(state.version, deleted=True)
+            return _Plan(event, ctx, "erase" if event.erasure_id else "tombstone")
         if state is not None and event.version <= state.version:
             return _Plan(event, ctx, "stale")
         if event.op == "delete":
@@ -154,7 +177,7 @@ class IndexWriter:
         return _Plan(event, ctx, "embed", chunks=chunks)
 
     async def _embed(self, plans: list[_Plan]) -> None:
-        inputs = [_passage(plan.event, chunk) for plan in plans for chunk in plan.chunks]
+        inputs = [_passage(plan.document, chunk) for plan in plans for chunk in plan.chunks]
         if not inputs:
             return
         links = [trace.Link(trace.get_current_span(p.ctx).get_span_context()) for p in plans[1:]]
@@ -175,19 +198,21 @@ class IndexWriter:
             start += len(plan.chunks)
 
     async def _write(self, plan: _Plan) -> None:
-        event = plan.event
         with _tracer.start_as_current_span(
-            f"{'delete' if plan.kind == 'delete' else 'upsert'} {self._collection}",
+            f"{'delete' if plan.kind in _DELETES else 'upsert'} {self._collection}",
             context=plan.ctx,
             kind=trace.SpanKind.CLIENT,
         ) as span:
             span.set_attribute("db.system.name", "qdrant")
             span.set_attribute("db.collection.name", self._collection)
             span.set_attribute("headwater.write.kind", plan.kind)
-            if plan.kind == "delete":
+            if plan.kind in _DELETES:
                 span.set_attribute("db.operation.name", "delete")
-                await asyncio.to_thread(self._store.delete_document, event.tenant, event.doc_id)
-            elif plan.kind == "acl":
+                tenant, doc_id = plan.event.tenant, plan.event.doc_id
+                await asyncio.to_thread(self._store.delete_document, tenant, doc_id)
+                return
+            event = plan.document
+            if plan.kind == "acl":
                 span.set_attribute("db.operation.name", "set_payload")
                 # The chunks now carry the document's new version with its new ACL.
                 payload = acl_update(event.tenant, event.acl, event.version)
@@ -207,8 +232,23 @@ class IndexWriter:
                 span.set_attribute("db.operation.batch.size", len(plan.vectors))
                 await asyncio.to_thread(self._upsert, plan)
 
+    async def _purge(self, erasures: list[_Plan]) -> None:
+        """Purge the store's files of the chunks just deleted (once for the batch)."""
+        links = [trace.Link(trace.get_current_span(p.ctx).get_span_context()) for p in erasures]
+        with _tracer.start_as_current_span(
+            f"purge {self._collection}",
+            context=erasures[0].ctx,
+            kind=trace.SpanKind.CLIENT,
+            links=links[1:],
+        ) as span:
+            span.set_attribute("db.system.name", "qdrant")
+            span.set_attribute("db.collection.name", self._collection)
+            span.set_attribute("db.operation.name", "purge")
+            span.set_attribute("headwater.erasure.count", len(erasures))
+            await asyncio.to_thread(self._store.purge_deleted)
+
     def _upsert(self, plan: _Plan) -> None:
-        event = plan.event
+        event = plan.document
         document = document_fields(event, plan.ctx)
         self._store.upsert(
             [

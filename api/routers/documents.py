@@ -1,21 +1,25 @@
 """Document ingest over HTTP, for connectors that cannot speak Kafka.
 
 Each call produces one ``headwater.document/1`` event to ``headwater.documents.v1``
-and answers 202 with where it landed; the worker applies it like any other event.
-The tenant is the caller's own; only principals with the ``connector`` role may write.
+and answers 202 with where it landed; the worker applies it like any other event (a
+delete is followed by its tombstones). ``DELETE ...?erase=true`` erases the document
+instead (``ingest.publish.DocumentEraser``): tombstones on the documents and dead-letter
+topics, and an erasure record on the audit topic. The tenant is the caller's own; only
+principals with the ``connector`` role may write (an erasure: ``connector`` or ``admin``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from acl.models import DocumentAcl, Principal
 from api.deps import PrincipalDep, ServicesDep
-from core.errors import PermissionDenied
+from core.errors import InvalidRequest, PermissionDenied
 from ingest.models import DocumentEvent
+from ingest.publish import Requester
 
 router = APIRouter(tags=["documents"])
 
@@ -54,6 +58,21 @@ class Accepted(BaseModel):
     topic: str
     partition: int
     offset: int
+
+
+class Erasure(BaseModel):
+    """An erasure under way: the chunks go when the worker reads the tombstone (seconds),
+    the records from Kafka's disks within the compaction bound (docs/operating.md)."""
+
+    doc_id: str
+    op: Literal["erase"] = "erase"
+    erasure_id: str = Field(description="The id of its record on the audit topic.")
+    topic: str
+    partition: int
+    offset: int = Field(description="Offset of the document's tombstone.")
+
+
+ERASER_ROLES = frozenset({CONNECTOR_ROLE, "admin"})
 
 
 def _connector(principal: Principal) -> Principal:
@@ -98,8 +117,42 @@ async def replace_acl(
 
 @router.delete("/v1/documents/{doc_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete_document(
-    doc_id: str, version: int, principal: PrincipalDep, services: ServicesDep
-) -> Accepted:
+    doc_id: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    version: Annotated[
+        int | None,
+        Query(ge=0, description="The delete's version; required unless erase=true."),
+    ] = None,
+    erase: Annotated[
+        bool,
+        Query(
+            description="Erase the document everywhere (chunks, documents topic, dead "
+            "letters), recorded on the audit topic; unconditional, so no version."
+        ),
+    ] = False,
+) -> Accepted | Erasure:
+    if erase:
+        return await _erase(doc_id, principal, services)
     tenant = _connector(principal).tenant
+    if version is None:
+        raise InvalidRequest("a delete needs its 'version' (or erase=true)", param="version")
     event = DocumentEvent(op="delete", tenant=tenant, doc_id=doc_id, version=version)
     return await _publish(services, event)
+
+
+async def _erase(doc_id: str, principal: Principal, services: ServicesDep) -> Erasure:
+    if not ERASER_ROLES & set(principal.roles):
+        raise PermissionDenied(
+            "erasing documents needs the 'connector' or 'admin' role on the API key",
+            code="not_an_eraser",
+        )
+    requester = Requester(user_id=principal.user_id, via="api", key_id=principal.key_id)
+    record = await services.eraser.erase(principal.tenant, doc_id, requester=requester)
+    return Erasure(
+        doc_id=doc_id,
+        erasure_id=record.erasure_id,
+        topic=services.settings.documents_topic,
+        partition=record.documents_partition,
+        offset=record.documents_offset,
+    )

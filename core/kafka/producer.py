@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +26,12 @@ class Delivered:
 
 
 _DeliveryCallback = Callable[[str | None, Delivered | None], None]
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (``consistent_random``: CRC-32 of
+    the key) gives ``key``: where every librdkafka producer (ours, kcat) sends it."""
+    return zlib.crc32(key) % partitions
 
 
 def producer_config(
@@ -70,6 +78,7 @@ class KafkaProducer:
                 message_timeout_ms=message_timeout_ms,
             )
         )
+        self._partition_counts: dict[str, tuple[int, float]] = {}
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
         self._poller.start()
@@ -88,8 +97,10 @@ class KafkaProducer:
         value: bytes | None,
         headers: Headers = (),
         on_done: _DeliveryCallback,
+        partition: int | None = None,
     ) -> None:
-        """Queue one message; ``on_done(error, delivered)`` runs on the poll thread."""
+        """Queue one message; ``on_done(error, delivered)`` runs on the poll thread.
+        ``partition`` None: the partitioner's choice (:func:`key_partition`)."""
 
         def callback(error: KafkaError | None, message: Message) -> None:
             if error is not None:
@@ -97,20 +108,38 @@ class KafkaProducer:
                 return
             on_done(None, Delivered(topic, message.partition() or 0, message.offset() or 0))
 
+        # librdkafka's "unassigned": its partitioner picks.
+        where = -1 if partition is None else partition
         try:
             self._producer.produce(
-                topic, key=key, value=value, headers=list(headers), on_delivery=callback
+                topic,
+                key=key,
+                value=value,
+                headers=list(headers),
+                on_delivery=callback,
+                partition=where,
             )
         except BufferError:
             self._producer.flush(5)
             self._producer.produce(
-                topic, key=key, value=value, headers=list(headers), on_delivery=callback
+                topic,
+                key=key,
+                value=value,
+                headers=list(headers),
+                on_delivery=callback,
+                partition=where,
             )
         except KafkaException as exc:
             raise UpstreamUnavailable(f"Kafka refused the message: {exc}") from exc
 
     def send(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+        partition: int | None = None,
     ) -> Delivered:
         """Produce and block until acknowledged (raises ``UpstreamUnavailable`` if not)."""
         self._check_acknowledged()
@@ -121,18 +150,34 @@ class KafkaProducer:
             result.append(delivered if delivered else error or "unknown error")
             done.set()
 
-        self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
+        self.produce(
+            topic, key=key, value=value, headers=headers, on_done=on_done, partition=partition
+        )
         done.wait()
         return _delivered_or_raise(result[0])
 
     async def send_async(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+        partition: int | None = None,
     ) -> Delivered:
         """Produce and await the acknowledgement without blocking the event loop."""
-        return await self.send_nowait(topic, key=key, value=value, headers=headers)
+        return await self.send_nowait(
+            topic, key=key, value=value, headers=headers, partition=partition
+        )
 
     def send_nowait(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers = ()
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+        partition: int | None = None,
     ) -> asyncio.Future[Delivered]:
         """Queue the message now; the future resolves on its acknowledgement (or raises
         ``UpstreamUnavailable``). Call from the event loop."""
@@ -144,12 +189,31 @@ class KafkaProducer:
             outcome: Delivered | str = delivered if delivered else error or "unknown error"
             loop.call_soon_threadsafe(_settle, future, outcome)
 
-        self.produce(topic, key=key, value=value, headers=headers, on_done=on_done)
+        self.produce(
+            topic, key=key, value=value, headers=headers, on_done=on_done, partition=partition
+        )
         return future
 
     def _check_acknowledged(self) -> None:
         if self._errors_only:
             raise TypeError("an errors_only producer reports no acknowledgement to wait for")
+
+    def partitions(self, topic: str, *, max_age_s: float = 60.0, timeout_s: float = 10.0) -> int:
+        """How many partitions ``topic`` has (cached ``max_age_s``: partitions only grow,
+        and a grown topic is seen within that). Blocks on the first call for a topic."""
+        cached = self._partition_counts.get(topic)
+        if cached is not None and time.monotonic() - cached[1] < max_age_s:
+            return cached[0]
+        try:
+            metadata = self._producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        except KafkaException as exc:
+            raise UpstreamUnavailable(f"cannot read the partitions of {topic}: {exc}") from exc
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            problem = metadata.error if metadata is not None else "no metadata"
+            raise UpstreamUnavailable(f"cannot read the partitions of {topic}: {problem}")
+        count = len(metadata.partitions)
+        self._partition_counts[topic] = (count, time.monotonic())
+        return count
 
     def reachable(self, timeout_s: float = 2.0) -> bool:
         """True when the cluster answers a metadata request."""

@@ -21,6 +21,7 @@ from api.routers.usage import router
 from api.usage import UsageLedger, meter_tokens, parse_group_by, parse_window
 from core.errors import InvalidRequest
 from core.metrics import TOKENS
+from ingest.models import ErasureRecord
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
@@ -104,6 +105,22 @@ def test_unreadable_messages_and_tombstones_are_skipped() -> None:
     assert ledger.apply_message(b"k", b"not json") is False
     assert ledger.apply_message(b"k", json.dumps({"tenant": "acme"}).encode()) is False
     assert ledger.skipped == 2
+    assert _rows(ledger, ["department"]) == []
+
+
+def test_erasure_records_on_the_audit_topic_are_not_usage_nor_unreadable() -> None:
+    ledger = UsageLedger()
+    erasure = ErasureRecord(
+        erasure_id="e1",
+        tenant="acme",
+        doc_id="d1",
+        requested_by="dpo@acme.com",
+        via="cli",
+        documents_partition=0,
+        documents_offset=7,
+    )
+    assert ledger.apply_message(b"acme/e1", erasure.to_json()) is False
+    assert ledger.skipped == 0
     assert _rows(ledger, ["department"]) == []
 
 

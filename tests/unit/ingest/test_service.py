@@ -73,7 +73,7 @@ async def test_malformed_messages_go_to_the_dlq_with_a_reason() -> None:
     handler = DocumentEventHandler(writer=writer, dead_letters=sink)
     bad = [
         _message(b"{not json"),
-        _message(None),
+        _message(b""),
         _message(json.dumps({**EVENT, "op": "merge"}).encode()),
         _message(json.dumps(EVENT).encode(), key=b"acme/other"),
     ]
