@@ -104,18 +104,17 @@ def reindex_command(
         bool,
         typer.Option(
             "--drop-old",
-            help="Delete the previous collection after the switch (restart every process "
-            "on the new one first if they run on the embedded store).",
+            help="Delete the replaced collection right after the switch (no rollback then).",
         ),
     ] = False,
 ) -> None:
-    """Rebuild the collection from the documents topic with this configuration's
-    embedding model and chunking, then switch the alias (blue/green).
+    """Rebuild the collection from the documents topic, then switch the alias (blue/green).
 
-    The old collection keeps serving while the new one is built; run it beside the
-    running stack, with HEADWATER_EMBEDDING_* and HEADWATER_CHUNK_* set to the new
-    configuration, then restart the API and workers with the same settings. Killed, it
-    resumes where it stopped when run again. See docs/operating.md (Upgrades).
+    The new collection uses this configuration's embedding model and chunking. The old
+    one keeps serving while the new one is built: run this beside the running stack,
+    with HEADWATER_EMBEDDING_* and HEADWATER_CHUNK_* set to the new configuration, then
+    restart the API and workers with the same settings. Killed, it resumes where it
+    stopped when run again. See docs/operating.md (Upgrades).
     """
     from headwater.reindex import reindex
     from retrieval.binding import CollectionMismatch
