@@ -32,10 +32,9 @@ from core.kafka import ensure_topics
 from core.kafka.admin import FILE_DELETE_DELAY_MS
 from core.settings import Settings
 from deploy.stack import private_broker
-from headwater.clients import open_shared_clients
+from headwater.processes import ingesting
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentEraser, DocumentPublisher, Requester
-from ingest.runtime import ingest_worker
 from retrieval.embedding import open_embedder
 
 CLEANER_BACKOFF_S = 15.0  # the broker's log.cleaner.backoff.ms
@@ -67,15 +66,7 @@ async def _measure(
     # four bytes seen before in the same payload would be a back-reference, out of sight.
     canary = "QZX" + "".join(random.choices("GHJKMNPQRSTVWXYZ", k=24))
     embedder = await asyncio.to_thread(open_embedder, settings)
-    async with (
-        open_shared_clients(settings, embedder=embedder) as clients,
-        ingest_worker(
-            clients.ingest_settings,
-            store=clients.store,
-            embedder=clients.embedder,
-            producer=clients.producer,
-        ),
-    ):
+    async with ingesting(settings, embedder=embedder) as clients:
         publisher = DocumentPublisher(clients.producer, settings.documents_topic)
         for n in range(docs):
             await publisher.publish_async(_event(f"filler-{n}", f"Filler {n}: travel budgets."))

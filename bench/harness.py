@@ -12,9 +12,9 @@ from pathlib import Path
 
 from core.settings import Settings
 from deploy.process import ManagedProcess
-from headwater.clients import SharedClients, open_shared_clients
+from headwater.clients import SharedClients
+from headwater.processes import ingesting
 from ingest.models import DocumentEvent
-from ingest.runtime import ingest_worker
 
 WORDS = [
     "budget",
@@ -88,12 +88,7 @@ def workspace() -> Iterator[Path]:
 @asynccontextmanager
 async def running_pipeline(settings: Settings) -> AsyncIterator[SharedClients]:
     """The worker consuming on this event loop over an embedded store."""
-    async with (
-        open_shared_clients(settings) as opened,
-        ingest_worker(
-            settings, store=opened.store, embedder=opened.embedder, producer=opened.producer
-        ),
-    ):
+    async with ingesting(settings) as opened:
         yield opened
 
 

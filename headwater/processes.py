@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from api.app import HeadwaterAPI, create_app
 from api.services import Services, open_api_services
 from core.settings import Settings
-from headwater.clients import open_shared_clients
+from headwater.clients import SharedClients, open_shared_clients
 from ingest.runtime import ingest_worker
 from retrieval.embedding import Embedder
 
@@ -56,6 +56,24 @@ async def open_process(
         yield services
 
 
+@asynccontextmanager
+async def ingesting(
+    settings: Settings, *, embedder: Embedder | None = None
+) -> AsyncIterator[SharedClients]:
+    """The shared clients with an ingest worker consuming on this event loop, under the
+    consumer group the collection's binding records."""
+    async with (
+        open_shared_clients(settings, embedder=embedder) as clients,
+        ingest_worker(
+            clients.ingest_settings,
+            store=clients.store,
+            embedder=clients.embedder,
+            producer=clients.producer,
+        ),
+    ):
+        yield clients
+
+
 def build_app(
     settings: Settings, *, run_ingest: bool = True, embedder: Embedder | None = None
 ) -> HeadwaterAPI:
@@ -75,15 +93,7 @@ async def run_worker(settings: Settings) -> None:
     # /metrics for Prometheus, on the port the API would use (compose and k8s scrape it).
     server, thread = start_http_server(settings.port, addr=settings.host)
     try:
-        async with (
-            open_shared_clients(settings) as clients,
-            ingest_worker(
-                clients.ingest_settings,
-                store=clients.store,
-                embedder=clients.embedder,
-                producer=clients.producer,
-            ),
-        ):
+        async with ingesting(settings):
             _log.info(
                 "ingest worker consuming %s; metrics on :%s",
                 settings.documents_topic,

@@ -32,9 +32,8 @@ from core.settings import Settings
 from deploy.stack import private_broker
 from headwater.cli import app as cli
 from headwater.clients import open_shared_clients
-from headwater.processes import build_app
+from headwater.processes import build_app, ingesting
 from ingest.models import ErasureRecord
-from ingest.runtime import ingest_worker
 from retrieval.embedding import SentenceTransformerEmbedder
 from retrieval.store import VectorStore
 
@@ -269,15 +268,7 @@ async def test_a_replay_of_the_compacted_topic_rebuilds_the_index(
     replay = settings.model_copy(
         update={"data_dir": tmp_path / "replay", "consumer_group": "erasure-replay"}
     )
-    async with (
-        open_shared_clients(replay, embedder=embedder) as clients,
-        ingest_worker(
-            clients.ingest_settings,
-            store=clients.store,
-            embedder=clients.embedder,
-            producer=clients.producer,
-        ),
-    ):
+    async with ingesting(replay, embedder=embedder) as clients:
         deadline = time.monotonic() + 60
         while _snapshot(clients.store) != expected and time.monotonic() < deadline:
             await asyncio.sleep(0.2)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,10 +14,10 @@ from acl.filter import PermissionFilter
 from acl.models import Principal
 from core.settings import Settings
 from headwater.clients import SharedClients, open_shared_clients
+from headwater.processes import ingesting
 from headwater.reindex import reindex
 from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
-from ingest.runtime import ingest_worker
 from retrieval.binding import CollectionMismatch
 from retrieval.embedding import SentenceTransformerEmbedder
 
@@ -39,23 +37,6 @@ def _event(doc_id: str, topic: str) -> DocumentEvent:
         op="upsert", tenant="acme", doc_id=doc_id, version=1, acl={"groups": ["hr"]},
         title=topic, text=_text(topic),
     )  # fmt: skip
-
-
-@asynccontextmanager
-async def _running(
-    settings: Settings, embedder: SentenceTransformerEmbedder
-) -> AsyncIterator[SharedClients]:
-    """A process of ``settings``: its clients (binding checked) and its ingest worker."""
-    async with (
-        open_shared_clients(settings, embedder=embedder) as clients,
-        ingest_worker(
-            clients.ingest_settings,
-            store=clients.store,
-            embedder=clients.embedder,
-            producer=clients.producer,
-        ),
-    ):
-        yield clients
 
 
 async def _until(check: object, what: str, timeout_s: float = 90) -> None:
@@ -97,7 +78,7 @@ async def test_a_changed_configuration_is_refused_then_reindexed_without_losing_
     new = old.model_copy(update={"chunk_tokens": 48, "chunk_overlap_tokens": 8})
     texts = {f"doc-{n}": _text(topic) for n, topic in enumerate(TOPICS)}
 
-    async with _running(old, embedder) as serving:
+    async with ingesting(old, embedder=embedder) as serving:
         publisher = DocumentPublisher(serving.producer, old.documents_topic)
         for n, topic in enumerate(TOPICS[:4]):
             await publisher.publish_async(_event(f"doc-{n}", topic))
@@ -110,7 +91,7 @@ async def test_a_changed_configuration_is_refused_then_reindexed_without_losing_
             pass
     assert "headwater reindex" in str(refused.value)
 
-    async with _running(old, embedder) as serving:
+    async with ingesting(old, embedder=embedder) as serving:
         publisher = DocumentPublisher(serving.producer, old.documents_topic)
         # The re-index builds beside the serving collection, which keeps answering.
         answered: list[int] = []
@@ -138,7 +119,7 @@ async def test_a_changed_configuration_is_refused_then_reindexed_without_losing_
         await _until(lambda: "doc-5" in _documents(serving), "the old worker consuming")
 
     # Restarted with the new configuration: it opens the new collection and resumes.
-    async with _running(new, embedder) as restarted:
+    async with ingesting(new, embedder=embedder) as restarted:
         assert restarted.store.collection == result.collection
         assert restarted.ingest_settings.consumer_group == result.consumer_group
         await _until(lambda: len(_documents(restarted)) == 6, "every document in the new one")
