@@ -3,6 +3,7 @@
     python -m bench.chaos --quick     # ~1,000 documents, about 3 minutes on 2 cores
     python -m bench.chaos             # more documents and changes
     python -m bench.chaos --quick --reindex-kills 3   # then a re-index, killed 3 times
+    python -m bench.chaos --quick --scale-out         # a Qdrant cluster, 2 workers, 2 APIs
 
 A private Kafka broker and a ``headwater worker`` process (embedded store) run while
 this script publishes documents with updates, ACL changes, deletes and re-creates.
@@ -10,6 +11,10 @@ Meanwhile it (a) kill -9s the worker and restarts it, (b) makes the store fail f
 stretch (``HEADWATER_FAULT_STORE_FLAG``), (c) restarts the broker mid-produce. Once
 the consumer lag is 0 the worker is stopped and the store is compared with the state
 that the *acknowledged* sends imply. Prints one JSON object; zeros are the pass mark.
+
+With ``--scale-out``, the same workload runs on the scale-out topology instead (a
+three-node Qdrant cluster, two workers, two API replicas with clients asking; kills of
+each and a broker restart): see :mod:`bench.chaos_scale`.
 
 With ``--reindex-kills N``, once that check is done, ``headwater reindex`` rebuilds the
 index from the documents topic with other chunking (a new collection), and is kill -9'd
@@ -44,6 +49,7 @@ from ingest.models import DocumentEvent
 from retrieval.qdrant_edge import EdgeStore
 from retrieval.records import StoredChunk
 from retrieval.schema import DocumentKey
+from retrieval.store import VectorStore
 
 GROUPS = ["hr", "eng", "sales", "legal", "finance"]
 
@@ -246,7 +252,7 @@ def reindex_with_kills(
     return {"reindex_kills": done, **{f"reindex_{k}": v for k, v in result.items()}}
 
 
-def check(store: EdgeStore, expected: dict[DocumentKey, Expected]) -> dict[str, int]:
+def check(store: VectorStore, expected: dict[DocumentKey, Expected]) -> dict[str, int]:
     """Compare every stored chunk with the expected documents."""
     import hashlib
 
@@ -405,9 +411,30 @@ def main() -> None:
         type=int,
         help="then re-index with other chunking, kill -9'd this many times mid-replay",
     )
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="on a 3-node Qdrant cluster with 2 workers and 2 API replicas (bench.chaos_scale)",
+    )
+    parser.add_argument(
+        "--node-kills", type=int, default=1, help="with --scale-out: Qdrant node kills"
+    )
     args = parser.parse_args()
     documents = args.documents or (1000 if args.quick else 3000)
     changes = args.changes or documents // 2
+    if args.scale_out:
+        from bench.chaos_scale import run_scale_out
+
+        scaled = run_scale_out(
+            documents=documents,
+            changes=changes,
+            rate=args.rate,
+            node_kills=args.node_kills,
+            restart_broker=not args.no_broker_restart,
+            say=lambda line: print(line, file=sys.stderr),
+        )
+        print(json.dumps(scaled))
+        return
     result = run(
         documents=documents,
         changes=changes,

@@ -54,3 +54,8 @@ class RateLimited(Overloaded):
 class UpstreamUnavailable(HeadwaterError):
     status_code = 503
     error_type = "upstream_unavailable"
+
+    def retry_in(self, seconds: int) -> UpstreamUnavailable:
+        """This error, telling the caller when to retry (a ``Retry-After`` header)."""
+        self.retry_after_s = seconds
+        return self

@@ -79,8 +79,23 @@ class Settings(BaseSettings):
     )
 
     # Vector store: embedded engine unless a server URL is set.
-    qdrant_url: str | None = None
+    qdrant_url: str | None = Field(
+        None,
+        description=(
+            "Qdrant server URL; a comma-separated list names the nodes of a cluster, tried "
+            "in turn when one does not answer."
+        ),
+    )
     qdrant_api_key: str | None = None
+    qdrant_shards: int = Field(
+        1, ge=1, description="Shards of a collection this process creates on a Qdrant server."
+    )
+    qdrant_replicas: int = Field(
+        1, ge=1, description="Copies of each shard on a Qdrant cluster (replication factor)."
+    )
+    qdrant_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for one Qdrant server request before the next node."
+    )
     collection: str = "headwater_chunks"
 
     # Embeddings and chunking

@@ -160,21 +160,24 @@ class SplitDeployment:
         self.env["HEADWATER_QDRANT_URL"] = self.qdrant_url
         return self.qdrant_url
 
-    def start_worker(self, *, env: Mapping[str, str] | None = None) -> ManagedProcess:
-        """Start ``headwater worker`` (not waiting); ``/metrics`` on a port of its own."""
+    def start_worker(
+        self, *, env: Mapping[str, str] | None = None, name: str = "worker"
+    ) -> ManagedProcess:
+        """Start ``headwater worker`` (not waiting); ``/metrics`` on a port of its own.
+        Workers of one deployment share its consumer group (their ``name``s differ)."""
         port = free_port()
         self.worker_metrics_url = f"http://127.0.0.1:{port}/metrics"
         return self._start(
             headwater_command(
                 "worker",
-                name="worker",
+                name=name,
                 env={
                     **self.env,
                     "HEADWATER_PORT": str(port),
                     "HEADWATER_SERVICE_NAME": "headwater-worker",
                     **(env or {}),
                 },
-                log_path=self.root / "worker.log",
+                log_path=self.root / f"{name}.log",
                 ready=worker_ready(self.worker_metrics_url),
             )
         )
@@ -224,7 +227,7 @@ class SplitDeployment:
         all at once (each shuts down gracefully in parallel), then each is waited for,
         newest first, and killed past its grace period; the Qdrant server last."""
         for process in self.processes:
-            if process.name != "qdrant" and process.pid is not None:
+            if not process.name.startswith("qdrant") and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
         while self.processes:

@@ -148,21 +148,37 @@ def _local_env(paths: StackPaths, *, kafka_port: int, llm_port: int) -> dict[str
     }
 
 
+# Every part either stack may run, in the order they start; stopped in reverse.
+PARTS = (
+    "kafka",
+    "llm",
+    "qdrant-1",
+    "qdrant-2",
+    "qdrant-3",
+    "headwater",
+    "worker-1",
+    "worker-2",
+    "api-1",
+    "api-2",
+)
+
+
 def up(
     *,
     api_port: int = 8000,
     kafka_port: int = 9092,
     llm_port: int = 8001,
+    scale: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[str, str]:
-    """Start the stack in the background and wait until every part is healthy."""
+    """Start the stack in the background and wait until every part is healthy. With
+    ``scale``, the scale-out topology (``deploy.scale``) instead of one ``headwater serve``:
+    a three-node Qdrant cluster, two ingest workers and two API replicas."""
     paths = StackPaths.default()
-    running = [
-        name for name in ("kafka", "llm", "headwater") if _pid_alive(paths.run_dir / f"{name}.pid")
-    ]
+    running = [name for name in PARTS if _pid_alive(paths.run_dir / f"{name}.pid")]
     if running:
         raise StackError(f"already running: {', '.join(running)} (run 'make down' first)")
-    processes = [
+    first = [
         kafka_process(
             port=kafka_port,
             controller_port=kafka_port + 1,
@@ -177,43 +193,73 @@ def up(
             log_path=paths.run_dir / "llm.log",
             pid_path=paths.run_dir / "llm.pid",
         ),
-        headwater_process(
-            env=_local_env(paths, kafka_port=kafka_port, llm_port=llm_port),
-            port=api_port,
-            log_path=paths.run_dir / "headwater.log",
-            pid_path=paths.run_dir / "headwater.pid",
-        ),
     ]
-    timeouts = {"kafka": 90.0, f"llm {LLM_MODEL_NAME}": 600.0, "headwater": 300.0}
-    started: list[ManagedProcess] = []
-    try:
-        # Kafka and the LLM start together (the LLM is the slow one); Headwater needs both.
-        for process in processes[:2]:
-            process.start()
-            started.append(process)
-        for process in processes[:2]:
-            waited = process.wait_ready(timeouts[process.name])
-            say(f"{process.name} ready ({waited:.0f}s) - log {process.log_path}")
-        processes[2].start()
-        started.append(processes[2])
-        waited = processes[2].wait_ready(timeouts["headwater"])
-        say(f"headwater ready ({waited:.0f}s) - log {processes[2].log_path}")
-    except BaseException:
-        for process in reversed(started):
-            process.stop()
-        raise
-    return {
+    env = _local_env(paths, kafka_port=kafka_port, llm_port=llm_port)
+    urls = {
         "api": f"http://127.0.0.1:{api_port}",
         "docs": f"http://127.0.0.1:{api_port}/docs",
         "kafka": f"127.0.0.1:{kafka_port}",
         "llm": f"http://127.0.0.1:{llm_port}/v1",
     }
+    # Each step's processes start together once the previous step's are ready.
+    steps: list[list[ManagedProcess]]
+    if scale:
+        from deploy.scale import API_PORTS, scaled_cluster, scaled_processes
+
+        cluster, cluster_env = scaled_cluster(paths)
+        env |= cluster_env
+        workers_and_apis = scaled_processes(paths, env)
+        # One node at a time (each joins the one before); one worker creates the
+        # collection before the other processes open it.
+        steps = [
+            *([node] for node in cluster.processes),
+            workers_and_apis[:1],
+            workers_and_apis[1:],
+        ]
+        urls |= {
+            "api": ", ".join(f"http://127.0.0.1:{port}" for port in API_PORTS),
+            "docs": f"http://127.0.0.1:{API_PORTS[0]}/docs",
+            "qdrant": ", ".join(cluster.urls),
+        }
+    else:
+        steps = [
+            [
+                headwater_process(
+                    env=env,
+                    port=api_port,
+                    log_path=paths.run_dir / "headwater.log",
+                    pid_path=paths.run_dir / "headwater.pid",
+                )
+            ]
+        ]
+    # Kafka and the LLM start together (the LLM is the slow one); the rest needs both.
+    _start_steps([first, *steps], say=say)
+    return urls
+
+
+_READY_TIMEOUT_S = {"kafka": 90.0, f"llm {LLM_MODEL_NAME}": 600.0}
+
+
+def _start_steps(steps: Sequence[Sequence[ManagedProcess]], *, say: Callable[[str], None]) -> None:
+    started: list[ManagedProcess] = []
+    try:
+        for step in steps:
+            for process in step:
+                process.start()
+                started.append(process)
+            for process in step:
+                waited = process.wait_ready(_READY_TIMEOUT_S.get(process.name, 300.0))
+                say(f"{process.name} ready ({waited:.0f}s) - log {process.log_path}")
+    except BaseException:
+        for process in reversed(started):
+            process.stop()
+        raise
 
 
 def down(*, say: Callable[[str], None] = print) -> None:
     """Stop whatever ``up`` started, newest first; leaves no process behind."""
     paths = StackPaths.default()
-    for name in ("headwater", "llm", "kafka"):
+    for name in reversed(PARTS):
         pid_path = paths.run_dir / f"{name}.pid"
         if not pid_path.exists():
             continue
@@ -225,9 +271,13 @@ def down(*, say: Callable[[str], None] = print) -> None:
 
 
 def status() -> dict[str, bool]:
+    """Each part of the stack that ``up`` started (its pid file exists): running or not.
+    Nothing started yet: the three parts of the default stack, stopped."""
     paths = StackPaths.default()
+    started = [name for name in PARTS if (paths.run_dir / f"{name}.pid").exists()]
     return {
-        name: _pid_alive(paths.run_dir / f"{name}.pid") for name in ("kafka", "llm", "headwater")
+        name: _pid_alive(paths.run_dir / f"{name}.pid")
+        for name in started or ("kafka", "llm", "headwater")
     }
 
 

@@ -248,6 +248,16 @@ def up(
     api_port: Annotated[int, typer.Option(help="Port of the Headwater API.")] = 8000,
     kafka_port: Annotated[int, typer.Option(help="Port of the Kafka broker.")] = 9092,
     llm_port: Annotated[int, typer.Option(help="Port of the vLLM server.")] = 8001,
+    scale: Annotated[
+        bool,
+        typer.Option(
+            "--scale",
+            help="The scale-out topology: a 3-node Qdrant cluster (ports 6333/6343/6353; "
+            "3 shards, 2 copies each), workers on 8010/8011 and API replicas on 8000/8002 "
+            "(docs/operating.md, Scale-out). Needs ../shared/bin/qdrant or "
+            "HEADWATER_QDRANT_BIN.",
+        ),
+    ] = False,
 ) -> None:
     """Start Kafka, the vLLM server and Headwater in the background; wait until healthy.
 
@@ -258,7 +268,11 @@ def up(
 
     try:
         urls = stack_up(
-            api_port=api_port, kafka_port=kafka_port, llm_port=llm_port, say=console.print
+            api_port=api_port,
+            kafka_port=kafka_port,
+            llm_port=llm_port,
+            scale=scale,
+            say=console.print,
         )
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")

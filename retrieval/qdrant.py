@@ -1,5 +1,11 @@
 """Server adapter: a Qdrant server or cluster through ``qdrant-client``.
 
+A cluster is named by its nodes' URLs: a request that a node does not answer (refused,
+timed out, a 5xx) goes to the next one; when none answers, ``UpstreamUnavailable`` (the
+API's 503 with ``Retry-After``; the ingest worker retries it). Every store call is
+idempotent, so trying it again elsewhere is safe. Collections this adapter creates get
+``shards`` shards of ``replicas`` copies each.
+
 The only module that imports ``qdrant_client``. Tests run it against a real server
 (``../shared/bin/qdrant``) and against the client's ``:memory:`` mode, which stands in
 for one (too slow to serve in production, and it ignores payload indexes).
@@ -10,17 +16,21 @@ rebuilt (:mod:`retrieval.store`).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
+import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import httpx
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from acl.filter import PermissionFilter
+from core.errors import UpstreamUnavailable
 from retrieval.qdrant_query import (
     index_schema,
     match,
@@ -50,12 +60,63 @@ from retrieval.store import LEGACY_COLLECTION_WARNING, PointRecords, backfill_ac
 
 _log = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# How long a caller is told to wait when no node answers: a node restarts, or a replica
+# takes over its shards, within seconds.
+RETRY_AFTER_S = 2
+
+
+def _node_failure(error: Exception) -> bool:
+    """A failure of the node asked rather than of the request: another node may answer."""
+    if isinstance(error, UnexpectedResponse):
+        return (error.status_code or 0) >= HTTPStatus.INTERNAL_SERVER_ERROR
+    return isinstance(error, ResponseHandlingException | httpx.TransportError | ConnectionError)
+
+
+def _failover(
+    method: Callable[Concatenate[QdrantServerStore, _P], _R],
+) -> Callable[Concatenate[QdrantServerStore, _P], _R]:
+    """Run ``method``; on a node failure, again on each other node in turn."""
+
+    def run(store: QdrantServerStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        failures: list[str] = []
+        for _ in store._clients:
+            asked = store._node
+            try:
+                return method(store, *args, **kwargs)
+            except Exception as error:
+                if not _node_failure(error):
+                    raise
+                failures.append(f"{store._urls[asked]}: {error}")
+                store._next_node(asked)
+        raise UpstreamUnavailable(
+            f"no Qdrant node answered ({'; '.join(failures)})", code="store_unavailable"
+        ).retry_in(RETRY_AFTER_S)
+
+    functools.update_wrapper(run, method)
+    return run
+
 
 class QdrantServerStore:
     """The vector store on a Qdrant server, addressed through the collection alias."""
 
-    def __init__(self, client: QdrantClient, *, alias: str):
-        self._client = client
+    def __init__(
+        self,
+        clients: QdrantClient | Sequence[QdrantClient],
+        *,
+        alias: str,
+        urls: Sequence[str] = (),
+        shards: int = 1,
+        replicas: int = 1,
+    ):
+        self._clients = [clients] if isinstance(clients, QdrantClient) else list(clients)
+        self._urls = list(urls) or [f"node {i}" for i in range(len(self._clients))]
+        self._node = 0
+        self._node_lock = threading.Lock()
+        self._shards = shards
+        self._replicas = replicas
         self._alias = alias
         self._states: str | None = None
         self._name: str | None = None
@@ -74,17 +135,61 @@ class QdrantServerStore:
         vector and the server counts IDF over what the caller may read."""
         return self._lexical and self._scoped_idf
 
+    @property
+    def _client(self) -> QdrantClient:
+        """The node asked now."""
+        return self._clients[self._node]
+
+    def _next_node(self, failed: int) -> None:
+        """Ask the node after ``failed`` from now on (unless another thread moved on)."""
+        with self._node_lock:
+            if self._node == failed:
+                self._node = (failed + 1) % len(self._clients)
+                _log.warning("Qdrant node %s did not answer; asking %s", *self._nodes(failed))
+
+    def _nodes(self, failed: int) -> tuple[str, str]:
+        return self._urls[failed], self._urls[self._node]
+
+    def nodes(self) -> dict[str, bool]:
+        """Each node's own readiness (``/readyz``): what ``GET /readyz`` shows of a cluster."""
+        ready: dict[str, bool] = {}
+        for url in self._urls:
+            if not url.startswith("http"):
+                continue
+            try:
+                response = httpx.get(f"{url.rstrip('/')}/readyz", timeout=1.0)
+                ready[url] = response.status_code == HTTPStatus.OK
+            except httpx.HTTPError:
+                ready[url] = False
+        return ready
+
     @classmethod
-    def connect(cls, url: str, *, api_key: str | None, alias: str) -> QdrantServerStore:
+    def connect(
+        cls,
+        url: str,
+        *,
+        api_key: str | None,
+        alias: str,
+        shards: int = 1,
+        replicas: int = 1,
+        timeout_s: float = 10.0,
+    ) -> QdrantServerStore:
+        """``url``: one server, ``:memory:`` (qdrant-client's stand-in), or the
+        comma-separated URLs of a cluster's nodes."""
+        if url == ":memory:":
+            return cls(QdrantClient(location=url), alias=alias, urls=[url])
+        urls = [part.strip() for part in url.split(",") if part.strip()]
         # The client's own version check runs in a thread of its own and warns there,
         # where no caller can handle it: ensure_collection checks the version instead.
-        client = (
-            QdrantClient(location=url)
-            if url == ":memory:"
-            else QdrantClient(url=url, api_key=api_key, check_compatibility=False)
-        )
-        return cls(client, alias=alias)
+        clients = [
+            QdrantClient(
+                url=node, api_key=api_key, timeout=int(timeout_s), check_compatibility=False
+            )
+            for node in urls
+        ]
+        return cls(clients, alias=alias, urls=urls, shards=shards, replicas=replicas)
 
+    @_failover
     def ensure_collection(self, *, dim: int, model: str, name: str | None = None) -> None:
         name = self._alias_target() or name or versioned_collection(self._alias, model, dim)
         self._name, self._states = name, state_collection(name)
@@ -110,13 +215,22 @@ class QdrantServerStore:
         ):
             self._lexical = self._has_lexical(name)
         self._prepare(name)
-        self._client.update_collection_aliases(
-            change_aliases_operations=[
-                models.CreateAliasOperation(
-                    create_alias=models.CreateAlias(collection_name=name, alias_name=self._alias)
-                )
-            ]
-        )
+        try:
+            self._client.update_collection_aliases(
+                change_aliases_operations=[
+                    models.CreateAliasOperation(
+                        create_alias=models.CreateAlias(
+                            collection_name=name, alias_name=self._alias
+                        )
+                    )
+                ]
+            )
+        except UnexpectedResponse as error:
+            # Another process starting at the same time made the alias first.
+            if (error.status_code or 0) >= HTTPStatus.INTERNAL_SERVER_ERROR or (
+                self._alias_target() != name
+            ):
+                raise
 
     def _check_server(self) -> None:
         """Warn about a server outside qdrant-client's range (one minor version either
@@ -143,25 +257,33 @@ class QdrantServerStore:
         if self._client.collection_exists(name):
             return False
         try:
-            self._client.create_collection(name, **config)
+            self._client.create_collection(
+                name,
+                shard_number=self._shards,
+                replication_factor=self._replicas,
+                **config,
+            )
         except UnexpectedResponse as error:
             if error.status_code != HTTPStatus.CONFLICT:
                 raise
             return False
         return True
 
+    @_failover
     def binding(self) -> dict[str, Any] | None:
         records = self._client.retrieve(
             self._ready_states(), ids=[BINDING_POINT_ID], with_payload=True
         )
         return dict(records[0].payload or {}) if records else None
 
+    @_failover
     def record_binding(self, record: dict[str, Any]) -> None:
         point = models.PointStruct(
             id=BINDING_POINT_ID, vector={_STATE_VECTOR: [1.0]}, payload=record
         )
         self._client.upsert(self._ready_states(), points=[point], wait=True)
 
+    @_failover
     def promote(self, alias: str) -> str | None:
         targets = {a.alias_name: a.collection_name for a in self._client.get_aliases().aliases}
         operations: list[models.AliasOperations] = [
@@ -179,6 +301,7 @@ class QdrantServerStore:
         self._alias = alias
         return targets.get(alias)
 
+    @_failover
     def drop_collection(self, name: str) -> None:
         holders = [
             a.alias_name for a in self._client.get_aliases().aliases if a.collection_name == name
@@ -219,6 +342,7 @@ class QdrantServerStore:
 
         backfill_access_keys(scroll_missing, set_keys)
 
+    @_failover
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
             return
@@ -231,6 +355,7 @@ class QdrantServerStore:
             wait=True,
         )
 
+    @_failover
     def delete_document(self, tenant: str, doc_id: str, *, from_chunk: int = 0) -> None:
         must: list[models.Condition] = [match("tenant", tenant), match("doc_id", doc_id)]
         if from_chunk > 0:
@@ -241,6 +366,7 @@ class QdrantServerStore:
             wait=True,
         )
 
+    @_failover
     def set_payload(self, tenant: str, doc_id: str, payload: dict[str, Any]) -> None:
         self._client.set_payload(
             self._alias,
@@ -261,6 +387,7 @@ class QdrantServerStore:
             return {VECTOR_NAME: point.vector}
         return {VECTOR_NAME: point.vector, SPARSE_VECTOR_NAME: sparse_vector(point.lexical)}
 
+    @_failover
     def search(
         self,
         query: SearchQuery | Sequence[float],
@@ -277,6 +404,7 @@ class QdrantServerStore:
         )
         return hits_of(wanted, response.points)
 
+    @_failover
     def document_states(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, DocumentState]:
         if not keys:
             return {}
@@ -285,6 +413,7 @@ class QdrantServerStore:
         )
         return states_by_key(record.payload for record in records)
 
+    @_failover
     def put_document_states(self, states: Mapping[DocumentKey, DocumentState]) -> None:
         if not states:
             return
@@ -312,6 +441,7 @@ class QdrantServerStore:
                 return alias.collection_name
         return None
 
+    @_failover
     def count(self, *, tenant: str | None = None, doc_id: str | None = None) -> int:
         must: list[models.Condition] = [
             match(key, value)
@@ -325,18 +455,24 @@ class QdrantServerStore:
     def chunks(self, *, tenant: str) -> Iterator[StoredChunk]:
         offset: models.ExtendedPointId | None = None
         while True:
-            records, offset = self._client.scroll(
-                self._alias,
-                scroll_filter=models.Filter(must=[match("tenant", tenant)]),
-                limit=256,
-                offset=offset,
-                with_payload=True,
-                with_vectors=False,
-            )
+            records, offset = self._chunk_page(tenant, offset)
             for record in records:
                 yield StoredChunk.from_payload(dict(record.payload or {}))
             if offset is None:
                 return
+
+    @_failover
+    def _chunk_page(
+        self, tenant: str, offset: models.ExtendedPointId | None
+    ) -> tuple[list[models.Record], models.ExtendedPointId | None]:
+        return self._client.scroll(
+            self._alias,
+            scroll_filter=models.Filter(must=[match("tenant", tenant)]),
+            limit=256,
+            offset=offset,
+            with_payload=True,
+            with_vectors=False,
+        )
 
     def purge_deleted(self) -> None:
         """Nothing to do now: a Qdrant server drops deleted points from its segments when
@@ -344,7 +480,8 @@ class QdrantServerStore:
         the log rotates (``wal_capacity_mb``); no API call forces either."""
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
 
 
 _STATE_VECTOR = "state"

@@ -146,7 +146,12 @@ def open_store(settings: Settings) -> VectorStore:
         from retrieval.qdrant import QdrantServerStore
 
         store = QdrantServerStore.connect(
-            settings.qdrant_url, api_key=settings.qdrant_api_key, alias=settings.collection
+            settings.qdrant_url,
+            api_key=settings.qdrant_api_key,
+            alias=settings.collection,
+            shards=settings.qdrant_shards,
+            replicas=settings.qdrant_replicas,
+            timeout_s=settings.qdrant_timeout_s,
         )
     else:
         from retrieval.qdrant_edge import EdgeStore

@@ -34,13 +34,18 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=None)
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when the store answers, Kafka is reachable and every model server is healthy."""
+    """Ready when the store answers, Kafka is reachable and every model server is healthy;
+    on a Qdrant cluster, ``store_nodes`` shows each node's own readiness."""
     checks: dict[str, bool] = {}
     try:
         await asyncio.to_thread(services.store.count)
         checks["store"] = True
     except Exception:  # noqa: BLE001 - any store failure means not ready
         checks["store"] = False
+    # A cluster serves while a node is down (its shards have copies elsewhere): the
+    # nodes are shown, and the store check above says whether search works.
+    nodes = getattr(services.store, "nodes", None)
+    store_nodes = await asyncio.to_thread(nodes) if callable(nodes) else {}
     checks["kafka"] = await asyncio.to_thread(services.producer.reachable)
     checks["directory"] = services.directory.ready()
     pools = services.router.pools
@@ -53,6 +58,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "status": "ready" if ready else "not_ready",
             "checks": checks,
             "ingest": services.ingest_enabled,
+            **({"store_nodes": store_nodes} if store_nodes else {}),
         },
         status_code=200 if ready else 503,
     )
