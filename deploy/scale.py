@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -33,10 +32,11 @@ from deploy.split import (
     QDRANT_BIN_ENV,
     SplitDeployment,
     api_ready,
+    headwater_command,
     qdrant_binary,
     worker_ready,
 )
-from deploy.stack import REPO, StackPaths
+from deploy.stack import StackPaths
 
 
 @dataclass(frozen=True)
@@ -262,40 +262,28 @@ WORKER_PORTS = (8010, 8011)
 def scaled_processes(paths: StackPaths, env: dict[str, str]) -> list[ManagedProcess]:
     """The Headwater processes of the scale-out stack (Kafka, the LLM server and the
     Qdrant nodes are started before them): two workers, then two API replicas."""
-    processes: list[ManagedProcess] = []
-    for n, port in enumerate(WORKER_PORTS, start=1):
-        processes.append(
-            ManagedProcess(
-                f"worker-{n}",
-                [sys.executable, "-m", "headwater.cli", "worker"],
-                env={
-                    **env,
-                    "HEADWATER_PORT": str(port),
-                    "HEADWATER_SERVICE_NAME": "headwater-worker",
-                },
-                log_path=paths.run_dir / f"worker-{n}.log",
-                ready=worker_ready(f"http://127.0.0.1:{port}/metrics"),
-                pid_path=paths.run_dir / f"worker-{n}.pid",
-                cwd=REPO,
-            )
+    parts = [
+        (f"worker-{n}", "worker", port, "headwater-worker", worker_ready(f"{_local(port)}/metrics"))
+        for n, port in enumerate(WORKER_PORTS, start=1)
+    ] + [
+        (f"api-{n}", "api", port, f"headwater-api-{n}", api_ready(_local(port)))
+        for n, port in enumerate(API_PORTS, start=1)
+    ]
+    return [
+        headwater_command(
+            command,
+            name=name,
+            env={**env, "HEADWATER_PORT": str(port), "HEADWATER_SERVICE_NAME": service},
+            log_path=paths.run_dir / f"{name}.log",
+            ready=ready,
+            pid_path=paths.run_dir / f"{name}.pid",
         )
-    for n, port in enumerate(API_PORTS, start=1):
-        processes.append(
-            ManagedProcess(
-                f"api-{n}",
-                [sys.executable, "-m", "headwater.cli", "api"],
-                env={
-                    **env,
-                    "HEADWATER_PORT": str(port),
-                    "HEADWATER_SERVICE_NAME": f"headwater-api-{n}",
-                },
-                log_path=paths.run_dir / f"api-{n}.log",
-                ready=api_ready(f"http://127.0.0.1:{port}"),
-                pid_path=paths.run_dir / f"api-{n}.pid",
-                cwd=REPO,
-            )
-        )
-    return processes
+        for name, command, port, service, ready in parts
+    ]
+
+
+def _local(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
 def scaled_cluster(paths: StackPaths) -> tuple[QdrantCluster, dict[str, str]]:

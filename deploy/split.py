@@ -97,7 +97,13 @@ def worker_ready(metrics_url: str) -> ReadyCheck:
 
 
 def headwater_command(
-    command: str, *, name: str, env: Mapping[str, str], log_path: Path, ready: ReadyCheck
+    command: str,
+    *,
+    name: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    ready: ReadyCheck,
+    pid_path: Path | None = None,
 ) -> ManagedProcess:
     """``headwater COMMAND`` from this interpreter, in the repository."""
     return ManagedProcess(
@@ -106,6 +112,7 @@ def headwater_command(
         env=env,
         log_path=log_path,
         ready=ready,
+        pid_path=pid_path,
         cwd=REPO,
     )
 

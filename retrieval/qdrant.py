@@ -145,10 +145,11 @@ class QdrantServerStore:
         with self._node_lock:
             if self._node == failed:
                 self._node = (failed + 1) % len(self._clients)
-                _log.warning("Qdrant node %s did not answer; asking %s", *self._nodes(failed))
-
-    def _nodes(self, failed: int) -> tuple[str, str]:
-        return self._urls[failed], self._urls[self._node]
+                _log.warning(
+                    "Qdrant node %s did not answer; asking %s",
+                    self._urls[failed],
+                    self._urls[self._node],
+                )
 
     def nodes(self) -> dict[str, bool]:
         """Each node's own readiness (``/readyz``): what ``GET /readyz`` shows of a cluster."""
