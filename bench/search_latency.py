@@ -1,6 +1,15 @@
-"""Filtered search latency at scale on the embedded engine: dense and hybrid (issue 14).
+"""Filtered search latency at scale: dense and hybrid, embedded engine and Qdrant server.
 
     python -m bench.search_latency [--chunks 100000] [--runs 5] [--queries 300]
+    python -m bench.search_latency --stores embedded,server,cluster   # issue 20
+
+``--stores``: ``embedded`` (qdrant-edge in this process), ``server`` (one Qdrant node,
+``../shared/bin/qdrant``) and ``cluster`` (three nodes on loopback, the collection in 3
+shards of 2 copies, asked through the adapter with every node's URL), measured one after
+the other in the same run on the same chunks, queries and principals. A server is
+measured once its optimizer has finished indexing (the collection is green). Qdrant 1.18
+cannot scope IDF to the caller's readable set, so the adapter serves sparse and hybrid
+search dense there: only ``dense`` is measured on a server.
 
 The corpus: chunk-sized pieces (runs of consecutive sentences, ``--words`` words at
 most) cut from SciFact's abstracts (``--corpus``, BEIR format), reused round-robin when
@@ -32,7 +41,9 @@ import re
 import statistics
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +53,17 @@ from rich.progress import Progress
 from acl.filter import PermissionFilter
 from acl.models import DocumentAcl, Principal
 from core.settings import Settings
+from deploy.process import free_port
+from deploy.scale import QdrantCluster
+from deploy.split import qdrant_binary, qdrant_process
 from retrieval.embedding import Embedder, open_embedder
+from retrieval.qdrant import QdrantServerStore
 from retrieval.qdrant_edge import EdgeStore
 from retrieval.query import SearchMode, SearchPolicy, SearchQuery
 from retrieval.records import DocumentFields, StoredChunk
 from retrieval.schema import ChunkPoint, point_id
 from retrieval.sparse import LexicalEncoder
+from retrieval.store import VectorStore
 
 CORPUS = Path("../shared/eval/scifact-train")
 CACHE = Path(".cache/bench")
@@ -109,10 +125,8 @@ def _acl(rng: random.Random) -> DocumentAcl:
     return DocumentAcl(groups=tuple(rng.sample(GROUPS, rng.randint(1, 3))))
 
 
-def build_store(root: Path, texts: Sequence[str], vectors: np.ndarray, seed: int) -> EdgeStore:
-    """The embedded store holding every chunk, with its ACL and BM25 terms."""
-    store = EdgeStore(root, alias="bench")
-    store.ensure_collection(dim=int(vectors.shape[1]), model="bench")
+def fill_store(store: VectorStore, texts: Sequence[str], vectors: np.ndarray, seed: int) -> None:
+    """Every chunk into ``store`` (its collection open), with its ACL and BM25 terms."""
     lexical, rng = LexicalEncoder(), random.Random(seed)
     batch: list[ChunkPoint] = []
     with Progress() as progress:
@@ -132,7 +146,61 @@ def build_store(root: Path, texts: Sequence[str], vectors: np.ndarray, seed: int
                 store.upsert(batch)
                 progress.advance(task, len(batch))
                 batch = []
+
+
+def build_store(root: Path, texts: Sequence[str], vectors: np.ndarray, seed: int) -> EdgeStore:
+    """The embedded store holding every chunk, with its ACL and BM25 terms."""
+    store = EdgeStore(root, alias="bench")
+    store.ensure_collection(dim=int(vectors.shape[1]), model="bench")
+    fill_store(store, texts, vectors, seed)
     return store
+
+
+@contextmanager
+def server_store(kind: str, root: Path, dim: int) -> Iterator[QdrantServerStore]:
+    """A fresh Qdrant server (``server``: one node) or cluster (``cluster``: three nodes,
+    3 shards of 2 copies) under ``root``, its collection open; stopped on exit."""
+    if kind == "server":
+        port = free_port()
+        process = qdrant_process(
+            binary=qdrant_binary(),
+            http_port=port,
+            grpc_port=free_port(),
+            data_dir=root / "qdrant",
+            log_path=root / "qdrant.log",
+        )
+        process.start()
+        stop = process.stop
+        process.wait_ready(60)
+        url, shards, replicas = f"http://127.0.0.1:{port}", 1, 1
+    else:
+        cluster = QdrantCluster(root, nodes=3)
+        stop = cluster.stop
+        url, shards, replicas = ",".join(cluster.start()), 3, 2
+    try:
+        store = QdrantServerStore.connect(
+            url, api_key=None, alias="bench", shards=shards, replicas=replicas, timeout_s=60
+        )
+        store.ensure_collection(dim=dim, model="bench")
+        yield store
+        store.close()
+    finally:
+        stop()
+
+
+def wait_green(store: QdrantServerStore, timeout_s: float = 1800) -> float:
+    """Seconds until every node says the collection is green (its optimizer is done)."""
+    started = time.monotonic()
+    urls = list(store.nodes())
+    while time.monotonic() - started < timeout_s:
+        states = set()
+        for url in urls:
+            with urllib.request.urlopen(f"{url}/collections/{store.collection}") as response:  # noqa: S310
+                states.add(json.load(response)["result"]["status"])
+        if states == {"green"}:
+            break
+        time.sleep(2)
+    return time.monotonic() - started
 
 
 def _principals(seed: int) -> list[PermissionFilter]:
@@ -148,7 +216,7 @@ def _principals(seed: int) -> list[PermissionFilter]:
 
 
 def time_mode(
-    store: EdgeStore,
+    store: VectorStore,
     queries: Sequence[SearchQuery],
     permissions: Sequence[PermissionFilter],
     *,
@@ -170,14 +238,18 @@ def _percentiles(timings: Sequence[float]) -> dict[str, float]:
 
 
 def run_modes(
-    store: EdgeStore, queries: dict[SearchMode, list[SearchQuery]], args: argparse.Namespace
+    store: VectorStore,
+    queries: dict[SearchMode, list[SearchQuery]],
+    args: argparse.Namespace,
+    *,
+    modes: Sequence[SearchMode] = MODES,
 ) -> dict[str, Any]:
     permissions = _principals(args.seed)
-    per_run: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
-    for mode in MODES:  # warm-up: first touches of the payload indexes and the pages
+    per_run: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for mode in modes:  # warm-up: first touches of the payload indexes and the pages
         time_mode(store, queries[mode], permissions, top_k=args.top_k)
     for _ in range(args.runs):
-        for mode in MODES:
+        for mode in modes:
             timings = time_mode(store, queries[mode], permissions, top_k=args.top_k)
             per_run[mode].append(_percentiles(timings))
     return {
@@ -220,7 +292,46 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--embed-words", type=int, default=48, help="words embedded; 0: all")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--seed", type=int, default=14)
-    return parser.parse_args()
+    parser.add_argument(
+        "--stores",
+        default="embedded",
+        help="comma-separated: embedded, server (one Qdrant node), cluster (three nodes)",
+    )
+    args = parser.parse_args()
+    args.stores = [store.strip() for store in args.stores.split(",") if store.strip()]
+    unknown = set(args.stores) - {"embedded", "server", "cluster"}
+    if unknown:
+        parser.error(f"unknown --stores {sorted(unknown)}: use embedded, server, cluster")
+    return args
+
+
+def measure_store(
+    kind: str,
+    root: Path,
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    queries: dict[SearchMode, list[SearchQuery]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Build ``kind``'s store under ``root`` and time every mode it serves."""
+    started = time.perf_counter()
+    if kind == "embedded":
+        store = build_store(root, texts, vectors, args.seed)
+        try:
+            build_s = time.perf_counter() - started
+            return {"index_build_s": round(build_s, 1), **run_modes(store, queries, args)}
+        finally:
+            store.close()
+    with server_store(kind, root, int(vectors.shape[1])) as server:
+        fill_store(server, texts, vectors, args.seed)
+        upsert_s = time.perf_counter() - started
+        optimize_s = wait_green(server)
+        modes: Sequence[SearchMode] = MODES if server.lexical else ("dense",)
+        return {
+            "index_build_s": round(upsert_s, 1),
+            "optimize_s": round(optimize_s, 1),
+            **run_modes(server, queries, args, modes=modes),
+        }
 
 
 def main() -> None:
@@ -230,14 +341,12 @@ def main() -> None:
     heads = [" ".join(t.split()[: args.embed_words]) if args.embed_words else t for t in texts]
     vectors = embed_cached(embedder, heads, "chunks")
     queries = _queries(args.corpus, embedder, args.queries)
-    with tempfile.TemporaryDirectory(dir=CACHE) as root:
-        started = time.perf_counter()
-        store = build_store(Path(root), texts, vectors, args.seed)
-        build_s = time.perf_counter() - started
-        try:
-            modes = run_modes(store, queries, args)
-        finally:
-            store.close()
+    measured: dict[str, Any] = {}
+    for kind in args.stores:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=CACHE) as root:
+            measured[kind] = measure_store(kind, Path(root), texts, vectors, queries, args)
+    modes = measured[args.stores[0]] if len(args.stores) == 1 else {"stores": measured}
     result = {
         "bench": "search_latency",
         "chunks": len(texts),
@@ -250,7 +359,6 @@ def main() -> None:
         "runs": args.runs,
         "policy": {"fusion": SearchPolicy().fusion, "candidates": SearchPolicy().candidates},
         "embedding_model": embedder.model_name,
-        "index_build_s": round(build_s, 1),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         **modes,
     }
