@@ -18,6 +18,7 @@ ADAPTERS = {"retrieval/qdrant.py", "retrieval/qdrant_edge.py"}
 ENGINE_READS = {"query", "query_points", "query_batch", "search_batch", "recommend", "discover"}
 MAINTENANCE = {
     "chunks": {"scroll"},
+    "_chunk_page": {"scroll"},  # one page of chunks() on a server, retried on another node
     "count": {"count"},
     "document_states": {"retrieve"},
     "binding": {"retrieve"},  # the collection binding record (retrieval.binding)
