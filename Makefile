@@ -36,10 +36,10 @@ setup: $(STAMP) $(ST_STAMP) tools  ## Install everything: virtualenvs, Kafka jar
 	@echo "==> LLM server virtualenv and model"
 	deploy/llm/setup.sh
 
-DEBIAN_TOOLS := kcat promtool
-DEBIAN_PACKAGES := kcat prometheus
+DEBIAN_TOOLS := kcat promtool chromium chromedriver redis-server
+DEBIAN_PACKAGES := kcat prometheus chromium chromium-driver redis-server
 
-tools:  ## Debian tools the tests use: kcat (a producer not ours), promtool (Prometheus configs).
+tools:  ## Debian tools the tests use: kcat (a producer not ours), promtool (Prometheus configs), chromium + chromedriver (console tests), redis-server (budgets).
 	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \

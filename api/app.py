@@ -12,9 +12,11 @@ from starlette.types import Receive, Scope, Send
 from api.body_limit import BodyLimit
 from api.chat import router as chat_route
 from api.chat.front_door import ChatFrontDoor
+from api.console import router as console
 from api.errors import register_error_handlers
 from api.middleware import RequestMiddleware
 from api.openapi import truthful_openapi
+from api.operations import router as operations
 from api.routers import admin, documents, health, search, usage
 from api.services import Services
 from core.settings import Settings
@@ -84,6 +86,9 @@ def create_app(settings: Settings, *, open_services: ServicesFactory) -> Headwat
     app.include_router(admin.router)
     app.include_router(usage.router)
     app.include_router(health.router)
+    app.include_router(operations.router)
+    app.include_router(console.router)
+    app.mount("/console/static", console.static, name="console-static")
     body_limit = BodyLimit(
         request_bytes=settings.max_request_bytes, document_bytes=settings.max_document_bytes
     )

@@ -56,6 +56,17 @@ class AuditRecord(BaseModel):
     )
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = Field(
+        0.0, description="The tokens at the served model's price (HEADWATER_MODEL_PRICES)."
+    )
+    gpu_seconds: float = Field(
+        0.0, description="Its share of the model server's busy time (inference.busy)."
+    )
+    cache: Literal["hit", "semantic_hit", "miss", "bypass"] | None = Field(
+        None,
+        description="The answer cache's outcome (null: not cached for this tenant); a hit "
+        "used no model, so its tokens and cost are 0.",
+    )
     latency_ms: float
     trace_id: str | None = None
 

@@ -27,10 +27,21 @@ ROLE_ROUTES = frozenset(
         ("/v1/documents", "post"),
         ("/v1/documents/{doc_id}/acl", "put"),
         ("/v1/documents/{doc_id}", "delete"),
+        # api.operations (api.roles.require_role)
+        ("/v1/admin/operations", "get"),
+        ("/v1/admin/dlq", "get"),
+        ("/v1/admin/dlq/{partition}/{offset}/replay", "post"),
+        ("/v1/audit", "get"),
+        ("/v1/drift", "get"),
     }
 )
 NOT_FOUND_ROUTES = frozenset(
-    {("/v1/chat/completions", "post"), ("/v1/admin/keys/{key_id}", "delete")}
+    {
+        ("/v1/chat/completions", "post"),
+        ("/v1/admin/keys/{key_id}", "delete"),
+        ("/v1/admin/dlq/{partition}/{offset}/replay", "post"),
+        ("/v1/drift", "get"),  # drift monitoring turned off
+    }
 )
 _DESCRIPTIONS = {
     400: "Invalid request (a parameter or the body).",
@@ -38,7 +49,8 @@ _DESCRIPTIONS = {
     403: "The caller's roles do not allow this.",
     404: "Not found (a model, a key).",
     413: "The request body is over the cap (HEADWATER_MAX_REQUEST_BYTES).",
-    429: "Over the key's rate limit (Retry-After says when to retry).",
+    429: "Over the key's rate limit, or a budget cannot cover the request's worst case "
+    "(type insufficient_quota, code budget_exceeded); Retry-After says when to retry.",
     503: "Not ready, overloaded or a dependency is unavailable (Retry-After where useful).",
 }
 # One server-sent event as OpenAPI 3.2 describes an event stream's items: a chunk of the

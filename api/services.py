@@ -11,12 +11,17 @@ from pathlib import Path
 
 from acl.directory import GroupDirectory
 from acl.keys import Authenticator
+from api.answer_cache import AnswerCache
 from api.audit import AuditLog
+from api.budgets import BudgetGuard
 from api.chat.service import Answerer
+from api.cost import PriceTable
+from api.operations.drift import open_drift
 from api.ratelimit import RateLimiter
 from api.security import Keys, authenticator, open_directory, open_keys
 from api.usage import UsageLedger, following_usage
 from core.kafka import KafkaProducer, TopicFollower
+from core.redis_store import SharedStore, open_shared_store
 from core.settings import Settings
 from inference.firewall import PiiFirewall
 from inference.pool import BackendPools, Tier, TierPool
@@ -26,6 +31,7 @@ from inference.service import ChatGateway
 from inference.tokens import open_token_counter
 from inference.vllm import OpenAIBackend
 from ingest.publish import DocumentEraser, DocumentPublisher
+from retrieval.drift import DriftMonitor
 from retrieval.embedding import Embedder
 from retrieval.query import SearchPolicy
 from retrieval.service import Retriever
@@ -55,6 +61,8 @@ class Services:
     usage: UsageLedger
     ingest_enabled: bool  # whether this process also runs the ingest worker (/readyz)
     directory_follower: TopicFollower | None = None  # feeds ``directory``
+    drift: DriftMonitor | None = None  # query drift per tenant (retrieval.drift)
+    shared_store: SharedStore | None = None  # Redis (HEADWATER_REDIS_URL), when configured
 
 
 def _audit_log(settings: Settings, shared: KafkaProducer, stack: AsyncExitStack) -> AuditLog:
@@ -76,6 +84,30 @@ def _audit_log(settings: Settings, shared: KafkaProducer, stack: AsyncExitStack)
     )
     stack.callback(audit.close)  # before the producer's close: send, then flush
     return audit
+
+
+def _budgets(settings: Settings, store: SharedStore | None) -> BudgetGuard | None:
+    """The budget guard when budgets are configured (the settings require the store)."""
+    if not settings.budgets or store is None:
+        return None
+    return BudgetGuard(
+        settings.budgets,
+        store,
+        PriceTable(settings.model_prices),
+        reservation_ttl_s=settings.budget_reservation_ttl_s,
+        currency=settings.cost_currency,
+    )
+
+
+def _answer_cache(settings: Settings, store: SharedStore | None) -> AnswerCache | None:
+    """The answer cache when some tenant's answers are cached (the settings require the
+    store then)."""
+    policies = {settings.answer_cache, *settings.answer_cache_tenant_policies.values()}
+    if store is None or policies == {"off"}:
+        return None
+    return AnswerCache(
+        store, ttl_s=settings.answer_cache_ttl_s, similarity=settings.answer_cache_similarity
+    )
 
 
 def _tokenizers(settings: Settings) -> list[Path | None]:
@@ -134,17 +166,22 @@ async def open_api_services(
     async with AsyncExitStack() as stack:
         keys = await stack.enter_async_context(open_keys(settings, producer))
         directory, directory_follower = await stack.enter_async_context(open_directory(settings))
+        shared_store = None
+        if settings.redis_url:
+            shared_store = await stack.enter_async_context(open_shared_store(settings.redis_url))
         pools = backend_pools(settings)
         stack.push_async_callback(pools.aclose)
         pools.start()
         router = ModelRouter(
             pools, AutoRouter(settings.router_target_large_share, settings.router_window)
         )
+        drift = await stack.enter_async_context(open_drift(settings, embedder))
         retriever = Retriever(
             store=store,
             embedder=embedder,
             collection=settings.collection,
             policy=SearchPolicy.from_settings(settings),
+            observer=drift.observe if drift is not None else None,
         )
         services = Services(
             settings=settings,
@@ -160,6 +197,8 @@ async def open_api_services(
                 firewall=PiiFirewall(score_threshold=settings.firewall_score_threshold),
                 settings=settings,
                 tokens=open_token_counter(_tokenizers(settings)),
+                budgets=_budgets(settings, shared_store),
+                cache=_answer_cache(settings, shared_store),
             ),
             rate_limiter=RateLimiter(
                 rate_per_s=settings.rate_limit_rps, burst=settings.rate_limit_burst
@@ -178,6 +217,8 @@ async def open_api_services(
             keys=keys,
             ingest_enabled=ingest_enabled,
             directory_follower=directory_follower,
+            drift=drift,
+            shared_store=shared_store,
         )
         stack.enter_context(following_usage(settings, services.usage))
         yield services

@@ -25,9 +25,10 @@ from pydantic import MISSING, BaseModel, ConfigDict, Field, ValidationError
 from acl.models import Principal
 from acl.oidc import OIDC_KEY_PREFIX
 from api.audit import AuditRecord
+from api.cost import as_currency, to_nanos
 from core.errors import InvalidRequest
 from core.kafka import TopicFollower
-from core.metrics import TOKENS
+from core.metrics import COST, COST_PER_REQUEST, GPU_SECONDS, TOKENS
 from core.settings import Settings
 from ingest.models import ErasureRecord
 
@@ -62,11 +63,23 @@ def meter_tokens(principal: Principal, *, model: str, usage: Mapping[str, int]) 
     TOKENS.labels(*labels, "completion").inc(int(usage.get("completion_tokens", 0)))
 
 
+def meter_cost(principal: Principal, *, model: str, cost: float, gpu_seconds: float) -> None:
+    """Count one answered request's cost (currency units) and GPU-seconds."""
+    labels = (principal.tenant, principal.department or "none", model)
+    COST.labels(*labels).inc(cost)
+    COST_PER_REQUEST.observe(cost)
+    GPU_SECONDS.labels(*labels).inc(gpu_seconds)
+
+
 class UsageTotals(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     requests: int = Field(0, description="Answered requests (chat and search).")
+    cost: float = Field(0.0, description="At the served models' prices (the report's currency).")
+    gpu_seconds: float = Field(
+        0.0, description="The answers' shares of their model servers' busy time."
+    )
 
 
 class UsageRow(UsageTotals):
@@ -89,6 +102,7 @@ class UsageReport(BaseModel):
     group_by: list[str]
     data: list[UsageRow]
     totals: UsageTotals
+    currency: str | None = Field(None, description="The unit of every cost in the report.")
 
 
 class _Cell(NamedTuple):
@@ -100,21 +114,39 @@ class _Cell(NamedTuple):
 
 @dataclass
 class _Sums:
+    """Whole numbers only (cost in nano-units, GPU time in microseconds): sums are exact."""
+
     prompt: int = 0
     completion: int = 0
     requests: int = 0
+    cost_nanos: int = 0
+    gpu_us: int = 0
 
-    def add(self, prompt: int, completion: int, requests: int) -> None:
-        self.prompt += prompt
-        self.completion += completion
-        self.requests += requests
+    @classmethod
+    def of(cls, record: AuditRecord) -> _Sums:
+        return cls(
+            record.prompt_tokens,
+            record.completion_tokens,
+            1,
+            to_nanos(record.cost),
+            round(record.gpu_seconds * 1_000_000),
+        )
 
-    def totals(self) -> dict[str, int]:
+    def add(self, other: _Sums) -> None:
+        self.prompt += other.prompt
+        self.completion += other.completion
+        self.requests += other.requests
+        self.cost_nanos += other.cost_nanos
+        self.gpu_us += other.gpu_us
+
+    def totals(self) -> dict[str, int | float]:
         return {
             "prompt_tokens": self.prompt,
             "completion_tokens": self.completion,
             "total_tokens": self.prompt + self.completion,
             "requests": self.requests,
+            "cost": as_currency(self.cost_nanos),
+            "gpu_seconds": round(self.gpu_us / 1_000_000, 6),
         }
 
 
@@ -174,7 +206,7 @@ class UsageLedger:
                 return False
             self._seen.add(digest)
             cells = self._minutes.setdefault(record.tenant, {}).setdefault(minute, {})
-            cells.setdefault(cell, _Sums()).add(record.prompt_tokens, record.completion_tokens, 1)
+            cells.setdefault(cell, _Sums()).add(_Sums.of(record))
         return True
 
     async def caught_up(self, timeout_s: float) -> bool:
@@ -217,10 +249,8 @@ class UsageLedger:
                 for cell, sums in cells.items():
                     values = _dimensions(cell, minute)
                     group = tuple(values[name] for name in group_by)
-                    groups.setdefault(group, _Sums()).add(
-                        sums.prompt, sums.completion, sums.requests
-                    )
-                    total.add(sums.prompt, sums.completion, sums.requests)
+                    groups.setdefault(group, _Sums()).add(sums)
+                    total.add(sums)
         rows = [
             UsageRow(**dict(zip(group_by, group, strict=True)), **sums.totals())
             for group, sums in sorted(groups.items(), key=lambda item: _order(item[0]))

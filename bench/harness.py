@@ -3,6 +3,7 @@ servers (vLLM, ``headwater serve``) started together and always stopped."""
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
@@ -132,3 +133,21 @@ def paired_differences(first: Sequence[float], second: Sequence[float]) -> list[
     if len(first) != len(second):
         raise ValueError(f"unpaired samples: {len(first)} and {len(second)}")
     return [b - a for a, b in zip(first, second, strict=True)]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid``'s process group (the process and its children), MB
+    (``VmRSS`` from /proc: anonymous memory and mapped file pages both)."""
+    total_kb = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except (OSError, ProcessLookupError, ValueError):
+            continue
+    return round(total_kb / 1024, 1)

@@ -52,8 +52,9 @@ from rich.progress import Progress
 
 from acl.filter import PermissionFilter
 from acl.models import DocumentAcl, Principal
+from bench.harness import rss_mb
 from core.settings import Settings
-from deploy.process import free_port
+from deploy.process import ManagedProcess, free_port
 from deploy.scale import QdrantCluster
 from deploy.split import qdrant_binary, qdrant_process
 from retrieval.embedding import Embedder, open_embedder
@@ -125,14 +126,17 @@ def _acl(rng: random.Random) -> DocumentAcl:
     return DocumentAcl(groups=tuple(rng.sample(GROUPS, rng.randint(1, 3))))
 
 
-def fill_store(store: VectorStore, texts: Sequence[str], vectors: np.ndarray, seed: int) -> None:
-    """Every chunk into ``store`` (its collection open), with its ACL and BM25 terms."""
+def fill_store(
+    store: VectorStore, texts: Sequence[str], vectors: np.ndarray, seed: int, *, first: int = 0
+) -> None:
+    """Every chunk into ``store`` (its collection open), with its ACL and BM25 terms;
+    the chunks are documents ``doc-{first}`` onwards."""
     lexical, rng = LexicalEncoder(), random.Random(seed)
     batch: list[ChunkPoint] = []
     with Progress() as progress:
         task = progress.add_task(f"indexing {len(texts)} chunks", total=len(texts))
         for number, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
-            doc_id = f"doc-{number}"
+            doc_id = f"doc-{first + number}"
             document = DocumentFields(tenant="bench", doc_id=doc_id, version=1, acl=_acl(rng))
             batch.append(
                 ChunkPoint(
@@ -157,7 +161,9 @@ def build_store(root: Path, texts: Sequence[str], vectors: np.ndarray, seed: int
 
 
 @contextmanager
-def server_store(kind: str, root: Path, dim: int) -> Iterator[QdrantServerStore]:
+def server_store(
+    kind: str, root: Path, dim: int
+) -> Iterator[tuple[QdrantServerStore, list[ManagedProcess]]]:
     """A fresh Qdrant server (``server``: one node) or cluster (``cluster``: three nodes,
     3 shards of 2 copies) under ``root``, its collection open; stopped on exit."""
     if kind == "server":
@@ -170,19 +176,19 @@ def server_store(kind: str, root: Path, dim: int) -> Iterator[QdrantServerStore]
             log_path=root / "qdrant.log",
         )
         process.start()
-        stop = process.stop
+        stop, processes = process.stop, [process]
         process.wait_ready(60)
         url, shards, replicas = f"http://127.0.0.1:{port}", 1, 1
     else:
         cluster = QdrantCluster(root, nodes=3)
-        stop = cluster.stop
+        stop, processes = cluster.stop, cluster.processes
         url, shards, replicas = ",".join(cluster.start()), 3, 2
     try:
         store = QdrantServerStore.connect(
             url, api_key=None, alias="bench", shards=shards, replicas=replicas, timeout_s=60
         )
         store.ensure_collection(dim=dim, model="bench")
-        yield store
+        yield store, processes
         store.close()
     finally:
         stop()
@@ -322,15 +328,18 @@ def measure_store(
             return {"index_build_s": round(build_s, 1), **run_modes(store, queries, args)}
         finally:
             store.close()
-    with server_store(kind, root, int(vectors.shape[1])) as server:
+    with server_store(kind, root, int(vectors.shape[1])) as (server, processes):
         fill_store(server, texts, vectors, args.seed)
         upsert_s = time.perf_counter() - started
         optimize_s = wait_green(server)
         modes: Sequence[SearchMode] = MODES if server.lexical else ("dense",)
+        timed = run_modes(server, queries, args, modes=modes)
         return {
             "index_build_s": round(upsert_s, 1),
             "optimize_s": round(optimize_s, 1),
-            **run_modes(server, queries, args, modes=modes),
+            # Each node's resident memory holding its part of the chunks, after the runs.
+            "rss_mb": {p.name: rss_mb(p.pid) for p in processes if p.pid is not None},
+            **timed,
         }
 
 

@@ -59,3 +59,14 @@ class UpstreamUnavailable(HeadwaterError):
         """This error, telling the caller when to retry (a ``Retry-After`` header)."""
         self.retry_after_s = seconds
         return self
+
+
+class BudgetExceeded(HeadwaterError):
+    """A request's worst case does not fit a budget (OpenAI's ``insufficient_quota``)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+
+    def __init__(self, message: str, *, retry_after_s: int | None):
+        super().__init__(message, code="budget_exceeded")
+        self.retry_after_s = retry_after_s

@@ -103,6 +103,72 @@ AUDIT_FAILURES = Counter(
     "Audit records Kafka did not acknowledge (queued mode; logged with the reason).",
 )
 
+# Cost controls (api.cost, api.budgets).
+COST = Counter(
+    "headwater_cost_total",
+    "What answers cost at the served model's price (HEADWATER_MODEL_PRICES), in the "
+    "configured currency, by tenant, department and model.",
+    ["tenant", "department", "model"],
+)
+COST_PER_REQUEST = Histogram(
+    "headwater_cost_per_request",
+    "The cost of each answered chat request (currency units).",
+    buckets=(1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1),
+)
+GPU_SECONDS = Counter(
+    "headwater_gpu_seconds_total",
+    "Each answer's share of its model server's busy time (upstream time divided among the "
+    "requests in flight on that replica), by tenant, department and model.",
+    ["tenant", "department", "model"],
+)
+CACHE_REQUESTS = Counter(
+    "headwater_cache_requests_total",
+    "Answer-cache lookups by tenant and outcome (hit, semantic_hit, miss, bypass).",
+    ["tenant", "outcome"],
+)
+CACHE_SAVED_TOKENS = Counter(
+    "headwater_cache_saved_tokens_total",
+    "Tokens the answers served from the cache took to make (not spent again), by tenant.",
+    ["tenant"],
+)
+BUDGET_REFUSALS = Counter(
+    "headwater_budget_refusals_total",
+    "Requests refused with 429 budget_exceeded, by tenant and the scope of the budget.",
+    ["tenant", "scope"],
+)
+
+
+# Query drift (retrieval.drift), per tenant; NaN until a tenant has a reference and a
+# full window. The alert rule HeadwaterQueryDrift reads these.
+DRIFT_QUERIES = Counter(
+    "headwater_drift_queries_total", "Questions the drift monitor has seen.", ["tenant"]
+)
+DRIFT_QUERY_DISTANCE = Gauge(
+    "headwater_drift_query_distance",
+    "Cosine distance between the mean embedding of recent questions and the reference's.",
+    ["tenant"],
+)
+DRIFT_SCORE_PSI = Gauge(
+    "headwater_drift_score_psi",
+    "Population stability index of recent top retrieval scores against the reference.",
+    ["tenant"],
+)
+DRIFT_NO_ANSWER_RATE = Gauge(
+    "headwater_drift_no_answer_rate",
+    "Share of recent questions with nothing readable above the relevance floor.",
+    ["tenant"],
+)
+DRIFT_NO_ANSWER_REFERENCE = Gauge(
+    "headwater_drift_no_answer_reference_rate",
+    "The same share over the reference questions.",
+    ["tenant"],
+)
+DRIFT_PROBE_MIN_COSINE = Gauge(
+    "headwater_drift_probe_min_cosine",
+    "Lowest cosine between the embedding engine's vectors of the fixed probe set now and "
+    "at start (1 = unchanged).",
+)
+
 
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric, and its content type."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -17,6 +17,39 @@ Environment = Literal["development", "test", "production"]
 
 # The development key file shipped in the repository (its keys are public).
 DEV_KEYS_FILE = Path(__file__).resolve().parent.parent / "deploy" / "local" / "api-keys.json"
+
+
+class ModelPrice(BaseModel):
+    """What a served model's tokens cost, per million, in ``cost_currency``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_per_mtok: float = Field(ge=0)
+    completion_per_mtok: float = Field(ge=0)
+
+
+class BudgetRule(BaseModel):
+    """A limit on what a tenant, a department or an API key may use in a period.
+
+    ``name`` is the department or key id (``*``: each department or key of the tenant,
+    a counter each); a tenant rule has none. ``unit``: ``tokens`` (prompt + completion,
+    as the model server reports them) or ``cost`` (in ``cost_currency``, at
+    ``model_prices``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(min_length=1)
+    scope: Literal["tenant", "department", "key"] = "tenant"
+    name: str | None = None
+    unit: Literal["tokens", "cost"] = "tokens"
+    limit: float = Field(gt=0)
+    period: Literal["minute", "hour", "day", "month"] = "month"
+
+    @model_validator(mode="after")
+    def _named(self) -> BudgetRule:
+        if (self.scope == "tenant") != (self.name is None):
+            raise ValueError("a department or key budget names one ('*': each); a tenant's none")
+        return self
 
 
 class Settings(BaseSettings):
@@ -205,6 +238,14 @@ class Settings(BaseSettings):
         "needs to ground an answer.",
     )
 
+    # Query drift (retrieval.drift): each tenant's first drift_reference_size questions are
+    # its reference, its last drift_window questions are compared with them; the probe
+    # set is re-embedded every drift_probe_interval_s (0: never).
+    drift_enabled: bool = True
+    drift_window: int = Field(50, ge=10, description="Recent questions per tenant.")
+    drift_reference_size: int = Field(200, ge=20, description="Reference questions per tenant.")
+    drift_probe_interval_s: float = Field(300.0, ge=0)
+
     # The group directory fails closed: past this many seconds behind its topic (or before
     # it first caught up) it refuses the users it knows with 503 rather than stale groups.
     directory_max_staleness_s: float = Field(
@@ -284,6 +325,56 @@ class Settings(BaseSettings):
     # Chaos testing only: while this file exists, every store call fails as an outage.
     fault_store_flag: Path | None = None
 
+    # Cost controls (docs/operating.md, "Budgets and cost"): the shared store, prices,
+    # budgets. Appended here as one block.
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db of the store every API replica shares (budgets); "
+        "required when budgets are set.",
+    )
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description='Price per served model id, JSON: {"smollm2-135m-instruct": '
+        '{"prompt_per_mtok": 0.1, "completion_per_mtok": 0.4}}; unpriced models cost 0.',
+    )
+    cost_currency: str = Field("USD", description="The unit of prices, costs and budgets.")
+    budgets: list[BudgetRule] = Field(
+        default_factory=list,
+        description='Budgets, JSON: [{"tenant": "acme", "scope": "department", "name": "hr", '
+        '"unit": "tokens", "limit": 100000, "period": "day"}]. A request reserves its worst '
+        "case on every budget that applies to it, or is refused with 429.",
+    )
+    budget_reservation_ttl_s: float = Field(
+        600.0,
+        gt=0,
+        description="A reservation never settled (its process died) is released after this; "
+        "longer than llm_timeout_s.",
+    )
+    answer_cache: Literal["off", "exact", "semantic"] = Field(
+        "off",
+        description="The answer cache (api.answer_cache): off, exact (same sources at the "
+        "same versions, same conversation, same parameters), or semantic (also a near "
+        "question, single-turn only). Needs HEADWATER_REDIS_URL.",
+    )
+    answer_cache_tenant_policies: dict[str, Literal["off", "exact", "semantic"]] = Field(
+        default_factory=dict, description='Per-tenant overrides, JSON: {"acme": "semantic"}.'
+    )
+    answer_cache_ttl_s: int = Field(3600, ge=1, description="How long an answer stays cached.")
+    answer_cache_similarity: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="The cosine (question embeddings) a semantic hit needs; the sources, "
+        "parameters and model must be equal too (bench.cache_replay: no wrong hit down "
+        "to 0.8 on its set).",
+    )
+    budget_template_tokens: int = Field(
+        64,
+        ge=0,
+        description="Tokens the chat template may add to a prompt (per request, plus 8 per "
+        "message), counted into each reservation's worst case.",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.oidc_issuer and not (
@@ -306,6 +397,23 @@ class Settings(BaseSettings):
                 "HEADWATER_API_KEYS_SOURCE=topic and create keys with 'headwater keys create', "
                 "or point HEADWATER_API_KEYS_FILE at a file of your own"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_cost_controls(self) -> Settings:
+        if self.budgets and not self.redis_url:
+            raise ValueError("budgets need the shared store: set HEADWATER_REDIS_URL")
+        caching = {self.answer_cache, *self.answer_cache_tenant_policies.values()} - {"off"}
+        if caching and not self.redis_url:
+            raise ValueError("the answer cache needs the shared store: set HEADWATER_REDIS_URL")
+        if any(rule.unit == "cost" for rule in self.budgets):
+            served = [self.llm_small_model, self.llm_large_model]
+            unpriced = [m for m in served if m is not None and m not in self.model_prices]
+            if unpriced:
+                raise ValueError(
+                    f"cost budgets need a price for every served model: add {unpriced[0]!r} "
+                    "to HEADWATER_MODEL_PRICES"
+                )
         return self
 
     @property

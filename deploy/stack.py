@@ -24,6 +24,7 @@ from deploy.process import (
     port_open,
     stop_group,
 )
+from deploy.redis import REDIS_PORT, local_redis, wanted_locally
 
 REPO = Path(__file__).resolve().parent.parent
 LLM_MODEL_NAME = "smollm2-135m-instruct"
@@ -152,6 +153,7 @@ def _local_env(paths: StackPaths, *, kafka_port: int, llm_port: int) -> dict[str
 PARTS = (
     "kafka",
     "llm",
+    "redis",
     "qdrant-1",
     "qdrant-2",
     "qdrant-3",
@@ -195,6 +197,9 @@ def up(
         ),
     ]
     env = _local_env(paths, kafka_port=kafka_port, llm_port=llm_port)
+    if wanted_locally(os.environ):  # budgets configured: their shared store (deploy/redis)
+        first.append(local_redis(run_dir=paths.run_dir, data_dir=paths.data_dir))
+        env["HEADWATER_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
     urls = {
         "api": f"http://127.0.0.1:{api_port}",
         "docs": f"http://127.0.0.1:{api_port}/docs",

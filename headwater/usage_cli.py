@@ -49,7 +49,14 @@ def usage(
 
 
 def _table(report: UsageReport) -> Table:
-    counts = ("prompt_tokens", "completion_tokens", "total_tokens", "requests")
+    counts = (
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "requests",
+        "cost",
+        "gpu_seconds",
+    )
     table = Table(
         *report.group_by,
         *(name.replace("_", " ") for name in counts),

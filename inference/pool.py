@@ -26,6 +26,7 @@ from typing import Literal
 
 from core.errors import UpstreamUnavailable
 from core.metrics import LLM_BACKEND_HEALTHY, LLM_INFLIGHT, LLM_QUEUE_REJECTED, LLM_QUEUED
+from inference.busy import BusyShares
 from inference.vllm import OpenAIBackend
 
 Tier = Literal["small", "large"]
@@ -50,6 +51,7 @@ class Replica:
     healthy: bool = True
     failures: int = 0
     checked_at: float = field(default=0.0)
+    busy: BusyShares = field(default_factory=BusyShares)  # GPU-seconds per request
 
     def __post_init__(self) -> None:
         # The gauge's child, looked up once (a labelled lookup takes a lock per call).

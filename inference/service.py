@@ -28,6 +28,7 @@ class Served:
     model: str
     backend: str
     attempts: int
+    busy_s: float = 0.0  # its share of the replica's busy time (inference.busy), if done
 
     def fell_back(self, routed: Tier) -> bool:
         return self.tier != routed
@@ -91,11 +92,14 @@ class UpstreamStream:
         first: JSON | None,
         rest: AsyncGenerator[JSON],
         started: float,
+        busy_mark: float,
     ):
         self._pool, self._replica, self._span = pool, replica, span
         self._first, self._rest = first, rest
         self._started = started
+        self._busy_mark = busy_mark
         self._closed = False
+        self.busy_s = 0.0  # its share of the replica's busy time, once closed
 
     async def __aiter__(self) -> AsyncIterator[JSON]:
         try:
@@ -132,6 +136,7 @@ class UpstreamStream:
                 with contextlib.suppress(Exception):
                     await aclose()
         finally:
+            self.busy_s = self._replica.busy.end(self._busy_mark)
             self._pool.release(self._replica, duration_s=time.perf_counter() - self._started)
             self._span.end()
 
@@ -163,7 +168,11 @@ class ChatGateway:
                 span = _chat_span(replica, body, attempt)
                 try:
                     with trace.use_span(span, end_on_exit=False), pool.holding(replica):
-                        result = await replica.backend.complete({**body, "model": pool.model})
+                        mark = replica.busy.start()
+                        try:
+                            result = await replica.backend.complete({**body, "model": pool.model})
+                        finally:
+                            busy_s = replica.busy.end(mark)
                     _record_response(span, result)
                 except UpstreamFailed as exc:
                     replica.mark(healthy=False)
@@ -177,7 +186,7 @@ class ChatGateway:
                 finally:
                     span.end()
                 _count_ok(replica, tier)
-                return result, Served(replica.tier, pool.model, replica.url, attempt)
+                return result, Served(replica.tier, pool.model, replica.url, attempt, busy_s)
         raise UpstreamUnavailable(
             "no model server could answer; retry later", code="upstream_unavailable"
         ) from last
@@ -197,6 +206,7 @@ class ChatGateway:
                     "stream_options": {"include_usage": True},
                 }
                 rest = replica.backend.stream(upstream)
+                mark = replica.busy.start()
                 try:
                     with trace.use_span(span, end_on_exit=False):
                         first: JSON | None = await anext(rest)
@@ -206,6 +216,7 @@ class ChatGateway:
                     replica.mark(healthy=False)
                     _fail(span, exc)
                     span.end()
+                    replica.busy.end(mark)
                     pool.release(replica)
                     LLM_ATTEMPTS.labels(replica.tier, "failed").inc()
                     last = exc
@@ -213,6 +224,7 @@ class ChatGateway:
                 except BaseException as exc:
                     _fail(span, exc)
                     span.end()
+                    replica.busy.end(mark)
                     pool.release(replica)
                     with contextlib.suppress(Exception):
                         await rest.aclose()
@@ -224,7 +236,13 @@ class ChatGateway:
                 )
                 _count_ok(replica, tier)
                 stream = UpstreamStream(
-                    pool=pool, replica=replica, span=span, first=first, rest=rest, started=started
+                    pool=pool,
+                    replica=replica,
+                    span=span,
+                    first=first,
+                    rest=rest,
+                    started=started,
+                    busy_mark=mark,
                 )
                 return stream, Served(replica.tier, pool.model, replica.url, attempt)
         raise UpstreamUnavailable(

@@ -13,12 +13,13 @@ from rich.table import Table
 
 from acl.models import DocumentAcl
 from core.errors import UpstreamUnavailable
-from core.kafka import KafkaProducer, key_partition, read_records, read_to_end
+from core.kafka import KafkaProducer, read_records
 from core.settings import Settings
 from core.telemetry import traced_process
+from ingest.dead_letters import DeadLetter, dead_letters, replay
 from ingest.extract import SUPPORTED, extract
-from ingest.messages import SOURCE_KEY_HEADER, SOURCE_TOMBSTONE_HEADER
-from ingest.models import DocumentEvent, parse_record_key
+from ingest.messages import SOURCE_KEY_HEADER
+from ingest.models import DocumentEvent
 from ingest.publish import DocumentPublisher
 
 
@@ -114,15 +115,6 @@ def publish(
         raise typer.Exit(1)
 
 
-def _home_partition(producer: KafkaProducer, topic: str, key: bytes | None) -> int | None:
-    """The partition of the document ``key`` names (an ACL key's too), else the
-    partitioner's choice."""
-    named = parse_record_key(key)
-    if named is None:
-        return None
-    return key_partition(named.document_key.encode(), producer.partitions(topic))
-
-
 dlq = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 
 
@@ -134,17 +126,15 @@ def dlq_list(
     settings = Settings()
     table = Table("partition", "offset", "key", "error type", "reason", "failed at")
     shown = 0
-    for record in read_to_end(settings.kafka_bootstrap, topic=settings.dlq_topic):
-        if record.value is None:  # a tombstone (an erasure's, the seal): no dead letter
-            continue
-        header = record.headers
+    for record in dead_letters(settings.kafka_bootstrap, topic=settings.dlq_topic):
+        letter = DeadLetter.of(record)
         table.add_row(
-            str(record.partition),
-            str(record.offset),
-            header.get(SOURCE_KEY_HEADER, record.key or b"").decode("utf-8", "replace"),
-            header.get("x-error-type", b"").decode(),
-            header.get("x-error", b"").decode("utf-8", "replace")[:200],
-            header.get("x-failed-at", b"").decode(),
+            str(letter.partition),
+            str(letter.offset),
+            letter.source_key,
+            letter.error_type,
+            letter.reason[:200],
+            letter.failed_at,
         )
         shown += 1
         if shown >= limit:
@@ -177,18 +167,9 @@ def dlq_replay(
                 if not dry_run:
                     commit_past()
                 continue
-            # The original headers (trace context) go back; the DLQ's own do not.
-            headers = [(k, v) for k, v in record.headers.items() if not k.startswith("x-")]
             original = record.headers.get(SOURCE_KEY_HEADER, record.key)
-            tombstone = record.headers.get(SOURCE_TOMBSTONE_HEADER) == b"true"
             if not dry_run:
-                producer.send(
-                    settings.documents_topic,
-                    key=original,
-                    value=None if tombstone else record.value,
-                    headers=headers,
-                    partition=_home_partition(producer, settings.documents_topic, original),
-                )
+                replay(producer, record, documents_topic=settings.documents_topic)
                 commit_past()
             replayed += 1
             key = (original or b"").decode("utf-8", "replace")

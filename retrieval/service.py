@@ -11,7 +11,8 @@ same question twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 
@@ -23,6 +24,11 @@ from retrieval.sparse import LexicalEncoder
 from retrieval.store import VectorStore
 
 _tracer = trace.get_tracer("headwater.retrieval")
+_log = logging.getLogger(__name__)
+
+# Told of every retrieval: the tenant, the question's embedding and the best hit's score
+# (None: nothing readable at all). ``retrieval.drift.DriftMonitor.observe`` is one.
+QueryObserver = Callable[[str, Sequence[float], float | None], None]
 
 
 def _link_ingest_traces(span: trace.Span, hits: Sequence[Hit]) -> None:
@@ -51,12 +57,14 @@ class Retriever:
         collection: str,
         policy: SearchPolicy | None = None,
         lexical: LexicalEncoder | None = None,
+        observer: QueryObserver | None = None,
     ):
         self._store = store
         self._embedder = embedder
         self._collection = collection
         self._policy = policy or SearchPolicy()
         self._lexical = lexical or LexicalEncoder()
+        self._observer = observer
 
     @property
     def policy(self) -> SearchPolicy:
@@ -121,6 +129,12 @@ class Retriever:
             span.set_attribute("headwater.retrieval.scores", [round(h.score, 4) for h in hits])
             _link_ingest_traces(span, hits)
             span.set_attribute("db.response.returned_rows", len(hits))
+        if self._observer is not None:
+            top = max((h.score for h in hits), default=None)
+            try:
+                self._observer(permission.tenant, vector, top)
+            except Exception:  # noqa: BLE001 - monitoring must never fail a search
+                _log.warning("the query observer failed", exc_info=True)
         return SearchResult(hits=hits, query_vector=vector)
 
     def _query(

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from deploy.process import ManagedProcess, free_port
+from deploy.redis import redis_process
 from deploy.stack import LLM_MODEL_NAME, StackPaths, kafka_process, llm_process
 from retrieval.embedding import SentenceTransformerEmbedder, default_model_path
 from tests.qdrant_server import QdrantTestServer, missing_binary_reason, qdrant_node
@@ -71,6 +72,18 @@ def kafka_bootstrap(
     broker = kafka_process(port=port, data_dir=root / "data", log_path=root / "kafka.log")
     with _served(broker, request, timeout_s=120):
         yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A real Redis (Debian's redis-server, deploy/redis), the shared store of budgets."""
+    root = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    server = redis_process(port=port, data_dir=root / "data", log_path=root / "redis.log")
+    with _served(server, request, timeout_s=30):
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acl.models import Principal
+from api.answer_cache import CachedAnswer, CacheKeys, CacheOutcome
 from api.audit import ServedChunk
+from api.budgets import Reservation
 from api.chat.grounding import used_citations
 from api.chat.protocol import Citation
+from api.cost import PriceTable
 from api.usage import meter_tokens
 from inference.firewall import Finding, Policy
 from inference.router import Route
@@ -30,6 +33,16 @@ class PreparedAnswer:
     served: Served | None = None
     findings: Counter[str] = field(default_factory=Counter)
     refused: bool = False  # nothing readable grounds it: answered by the refusal, no model
+    prices: PriceTable = field(default_factory=lambda: PriceTable({}))
+    reservation: Reservation | None = None  # its worst case, held on its budgets
+    cost_nanos: int = 0  # the reported tokens at the served model's price
+    gpu_seconds: float = 0.0  # its share of the model server's busy time
+    cache_keys: CacheKeys | None = None  # set when the tenant's answers are cached
+    cache_outcome: CacheOutcome | None = None
+    cached: CachedAnswer | None = None  # a hit: answered from the cache, no model
+    question_vector: list[float] | None = None  # for a semantic entry
+    sent: str | None = None  # a finished stream: the text the client was sent
+    finish_reason: str | None = None  # a finished stream's
 
     @property
     def model(self) -> str:
@@ -43,6 +56,11 @@ class PreparedAnswer:
         self.usage.update(
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+        self.cost_nanos = self.prices.cost_nanos(
+            self.model,
+            prompt_tokens=self.usage["prompt_tokens"],
+            completion_tokens=self.usage["completion_tokens"],
         )
         meter_tokens(self.principal, model=self.model, usage=self.usage)
 
@@ -66,11 +84,17 @@ class PreparedAnswer:
         """The ``headwater`` object added to responses; with the ``answer`` text, the
         citations are those it used (``api.chat.grounding``)."""
         citations = self.citations if answer is None else used_citations(answer, self.citations)
-        return {
+        extension: dict[str, Any] = {
             "citations": [c.model_dump() for c in citations],
             "route": self.route_extension(),
             "grounding": {"sources": len(self.citations), "refused": self.refused},
         }
+        if self.cache_outcome is not None:
+            cache: dict[str, Any] = {"outcome": self.cache_outcome}
+            if self.cached is not None:
+                cache["saved_tokens"] = self.cached.prompt_tokens + self.cached.completion_tokens
+            extension["cache"] = cache
+        return extension
 
     def route_header(self) -> str:
         value = self.route.header_value()

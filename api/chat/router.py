@@ -23,6 +23,7 @@ from api.audit import AuditLog, AuditRecord
 from api.chat.prepared import PreparedAnswer
 from api.chat.protocol import ChatCompletionRequest, refuse_tools
 from api.chat.streaming import ClosingStreamingResponse
+from api.cost import as_currency
 from api.deps import AnswererDep, AuditDep, PrincipalDep
 from core.errors import HeadwaterError
 
@@ -55,8 +56,17 @@ def _record(
         firewall=dict(prepared.findings),
         prompt_tokens=prepared.usage.get("prompt_tokens", 0),
         completion_tokens=prepared.usage.get("completion_tokens", 0),
+        cost=as_currency(prepared.cost_nanos),
+        gpu_seconds=round(prepared.gpu_seconds, 6),
+        cache=prepared.cache_outcome,
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
     )
+
+
+def _no_cache(request: Request) -> bool:
+    """``Cache-Control: no-cache`` (or ``no-store``): the client wants a fresh answer."""
+    directives = request.headers.get("cache-control", "").lower()
+    return "no-cache" in directives or "no-store" in directives
 
 
 async def _audited(
@@ -119,7 +129,7 @@ async def chat_completions(
     started = time.perf_counter()
     request_id: str = request.state.request_id
     refuse_tools(body)
-    prepared = await answerer.prepare(principal, body)
+    prepared = await answerer.prepare(principal, body, fresh=_no_cache(request))
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         upstream = await answerer.open_stream(prepared)

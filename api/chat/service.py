@@ -4,6 +4,7 @@ Text never leaves through spans or logs."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -12,7 +13,11 @@ from opentelemetry import trace
 
 from acl.filter import PermissionFilter
 from acl.models import Principal
+from api.answer_cache import AnswerCache
 from api.audit import ServedChunk
+from api.budgets import BudgetGuard
+from api.chat.cached import cached_chunks, cached_completion
+from api.chat.controls import CostControls
 from api.chat.grounding import (
     REFUSED_REASON,
     GroundingPolicy,
@@ -24,7 +29,7 @@ from api.chat.prepared import PreparedAnswer
 from api.chat.prompt import fit_sources, system_prompt
 from api.chat.protocol import ChatCompletionRequest, Citation
 from api.chat.streaming import relay_sse
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, UpstreamUnavailable
 from core.metrics import ROUTE_DECISIONS, ROUTER_SCORE
 from core.settings import Settings
 from inference.firewall import Finding, PiiFirewall, Policy, record
@@ -59,6 +64,8 @@ class Answerer:
         firewall: PiiFirewall,
         settings: Settings,
         tokens: TokenCounter | None = None,
+        budgets: BudgetGuard | None = None,
+        cache: AnswerCache | None = None,
     ):
         self._retriever = retriever
         self._router = router
@@ -66,6 +73,7 @@ class Answerer:
         self._firewall = firewall
         self._settings = settings
         self._tokens = tokens or Utf8Bound()
+        self._controls = CostControls(settings, self._tokens, budgets=budgets, cache=cache)
 
     def grounding(self, principal: Principal) -> GroundingPolicy:
         """The tenant's answer when nothing readable grounds the question."""
@@ -78,7 +86,12 @@ class Answerer:
             principal.tenant, self._settings.firewall_policy
         )
 
-    async def prepare(self, principal: Principal, request: ChatCompletionRequest) -> PreparedAnswer:
+    async def prepare(
+        self, principal: Principal, request: ChatCompletionRequest, *, fresh: bool = False
+    ) -> PreparedAnswer:
+        """Everything up to the model call: firewall, retrieval, prompt, route, the cache
+        (skipped for a lookup with ``fresh``: the client sent ``Cache-Control: no-cache``)
+        and, unless the cache answers, the budget reservation."""
         max_tokens = (
             request.max_completion_tokens or request.max_tokens or self._settings.llm_max_tokens
         )
@@ -126,8 +139,11 @@ class Answerer:
             policy,
             chunks=[ServedChunk.of(hit) for hit in sources],
             refused=refused,
+            prices=self._controls.prices,
         )
         prepared.note("input", findings)
+        if not refused:  # the cache, then (unless it answers) the budget reservation
+            await self._controls.before_model(prepared, request, question_vector, fresh=fresh)
         return prepared
 
     def _screen_input(
@@ -201,9 +217,27 @@ class Answerer:
     async def complete(self, prepared: PreparedAnswer) -> JSON:
         if prepared.refused:
             return refusal_completion(prepared.model, prepared.extension())
-        result, prepared.served = await self._gateway.complete(prepared.route.tier, prepared.body)
-        prepared.meter(result.get("usage"))
+        if prepared.cached is not None:  # a hit: the output firewall still applies
+            hit = cached_completion(prepared.cached)
+            self._screen_output(prepared, hit)
+            return {**hit, "headwater": prepared.extension(_answer_text(hit))}
+        reached = True
+        try:
+            result, prepared.served = await self._gateway.complete(
+                prepared.route.tier, prepared.body
+            )
+            prepared.meter(result.get("usage"))
+        except UpstreamUnavailable:
+            reached = False  # no model server answered: nothing was generated
+            raise
+        finally:
+            busy_s = prepared.served.busy_s if prepared.served else 0.0
+            await asyncio.shield(self._controls.finish(prepared, busy_s=busy_s, reached=reached))
         self._screen_output(prepared, result)
+        choices = result.get("choices") or [{}]
+        await self._controls.remember(
+            prepared, _answer_text(result), choices[0].get("finish_reason")
+        )
         return {**result, "headwater": prepared.extension(_answer_text(result))}
 
     def _screen_output(self, prepared: PreparedAnswer, result: JSON) -> None:
@@ -227,21 +261,34 @@ class Answerer:
         """The upstream stream, started (its first chunk in hand): failures before the
         first token were retried on other replicas or the other tier, and what answered
         is recorded on ``prepared.served``. None for a refusal (no model is called)."""
-        if prepared.refused:
+        if prepared.refused or prepared.cached is not None:
             return None
-        upstream, prepared.served = await self._gateway.open_stream(
-            prepared.route.tier, prepared.body
-        )
+        try:
+            upstream, prepared.served = await self._gateway.open_stream(
+                prepared.route.tier, prepared.body
+            )
+        except BaseException as exc:
+            # No model answered (released), or the wait was cut short (the worst case).
+            reached = not isinstance(exc, UpstreamUnavailable)
+            await asyncio.shield(self._controls.finish(prepared, busy_s=0.0, reached=reached))
+            raise
         return upstream
 
     def stream_sse(
         self, prepared: PreparedAnswer, upstream: UpstreamStream | None, *, include_usage: bool
     ) -> AsyncGenerator[str]:
         """Server-sent events for a started stream (api.chat.streaming), or the refusal's."""
-        chunks = upstream or refusal_chunks(prepared.model, include_usage=include_usage)
-        return relay_sse(
+        chunks = upstream or (
+            cached_chunks(prepared.cached, include_usage=include_usage)
+            if prepared.cached is not None
+            else refusal_chunks(prepared.model, include_usage=include_usage)
+        )
+        events = relay_sse(
             prepared, chunks, self._firewall.stream(prepared.policy), include_usage=include_usage
         )
+        if upstream is None:
+            return events
+        return self._controls.settled_stream(prepared, upstream, events)
 
 
 def _question(messages: list[dict[str, str]]) -> str:

@@ -57,6 +57,7 @@ async def relay_sse(
     last: JSON = {}
     usage_chunk: JSON | None = None
     answer: list[str] = []  # what the client was sent: the citations it used
+    finish: str | None = None
     # Not the current span: a generator's frames must not attach contexts across yields.
     guard = _tracer.start_span("guardrail output")
     try:
@@ -68,6 +69,7 @@ async def relay_sse(
                     usage_chunk = chunk
                 continue
             chunk.pop("usage", None)
+            finish = chunk["choices"][0].get("finish_reason") or finish
             if _redact_chunk(chunk, redactor):
                 answer.extend(_contents(chunk))
                 yield _sse(chunk)
@@ -77,6 +79,8 @@ async def relay_sse(
         with trace.use_span(guard):
             record("output", redactor.findings, prepared.policy, redactor.action)
         prepared.note("output", redactor.findings)
+        prepared.sent = "".join(answer)
+        prepared.finish_reason = "content_filter" if redactor.blocked else finish
         yield _sse(
             {
                 "id": last.get("id"),

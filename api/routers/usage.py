@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from acl.models import Principal
-from api.deps import AuditDep, PrincipalDep
+from api.deps import AuditDep, PrincipalDep, ServicesDep
 from api.usage import UsageLedger, UsageReport, parse_group_by, parse_window
 from core.errors import PermissionDenied, UpstreamUnavailable
 
@@ -41,11 +41,13 @@ async def usage_report(
     principal: PrincipalDep,
     ledger: UsageLedgerDep,
     audit: AuditDep,
+    services: ServicesDep,
     group_by: Annotated[str, Query(description="Comma-separated dimensions.")] = "department",
     start: Annotated[str | None, Query(alias="from", description="ISO 8601 date or time.")] = None,
     end: Annotated[str | None, Query(alias="to", description="ISO 8601 date or time.")] = None,
 ) -> UsageReport:
     tenant = _billing(principal).tenant
+    settings = services.settings
     dimensions = parse_group_by(group_by)
     first, last = parse_window(start, end, now=datetime.now(UTC))
     # Read-your-writes: this process's queued audit records are acknowledged first, then
@@ -56,4 +58,6 @@ async def usage_report(
             "usage is still being read from the audit trail; try again shortly",
             code="usage_not_ready",
         )
-    return ledger.report(tenant=tenant, group_by=dimensions, start=first, end=last)
+    report = ledger.report(tenant=tenant, group_by=dimensions, start=first, end=last)
+    report.currency = settings.cost_currency
+    return report

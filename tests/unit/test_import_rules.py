@@ -42,8 +42,8 @@ NEVER: dict[str, tuple[str, ...]] = {
     "deploy": tuple(p for p in OURS if p not in ("deploy", "core")),
     "headwater": ("bench", "tests"),
 }
-# api may use these two modules of ingest, and nothing else of it
-API_MAY_USE_OF_INGEST = ("ingest.models", "ingest.publish")
+# api may use these modules of ingest, and nothing else of it
+API_MAY_USE_OF_INGEST = ("ingest.models", "ingest.publish", "ingest.dead_letters")
 # an external client and the only place (a package or a module) that may import it
 ONLY_IN: dict[str, tuple[str, ...]] = {
     "confluent_kafka": ("core.kafka",),

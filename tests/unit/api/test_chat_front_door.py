@@ -44,7 +44,9 @@ ANSWER = {
 class FakeAnswerer:
     """Answers without a model: ``model`` picks the behaviour."""
 
-    async def prepare(self, principal: Principal, body: ChatCompletionRequest) -> PreparedAnswer:
+    async def prepare(
+        self, principal: Principal, body: ChatCompletionRequest, *, fresh: bool = False
+    ) -> PreparedAnswer:
         if body.model == "missing":
             raise NotFound("The model 'missing' does not exist", param="model", code="nf")
         if body.model == "down":

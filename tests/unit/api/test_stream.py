@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from acl.models import Principal
+from api.answer_cache import CachedAnswer
 from api.chat.prepared import PreparedAnswer
 from api.chat.protocol import Citation
 from api.chat.service import Answerer
@@ -24,6 +25,7 @@ class Upstream:
         self.chunks = chunks
         self.fail = fail
         self.closed = False
+        self.busy_s = 0.25  # as UpstreamStream: its share of the replica's busy time
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         for chunk in self.chunks:
@@ -151,3 +153,34 @@ async def test_text_held_back_is_released_on_a_final_chunk_with_an_empty_delta(
         answerer, Upstream([_delta("Write to jane"), final]), include_usage=False
     )
     assert _text(payloads) == "Write to jane"
+
+
+async def test_a_cache_hit_streams_in_pieces_through_the_output_firewall(
+    answerer: Answerer,
+) -> None:
+    content = "The contact for travel plans is jane.doe@example.com, as of this week."
+    prepared = _prepared()
+    prepared.cached = CachedAnswer(
+        content=content,
+        finish_reason="stop",
+        model="m",
+        prompt_tokens=40,
+        completion_tokens=12,
+        chunks=[("d", 0, 3)],
+    )
+    prepared.cache_outcome = "hit"
+    events = [
+        e
+        async for e in answerer.stream_sse(
+            prepared, await answerer.open_stream(prepared), include_usage=True
+        )
+    ]
+    assert events[-1] == "data: [DONE]\n\n"
+    payloads = [json.loads(e[6:]) for e in events[:-1]]
+    pieces = [p for p in payloads if p.get("choices") and p["choices"][0]["delta"].get("content")]
+    assert len(pieces) > 2  # a stream, not one blob
+    text = _text(payloads)
+    assert "jane.doe@example.com" not in text and "[EMAIL_ADDRESS]" in text
+    assert text == content.replace("jane.doe@example.com", "[EMAIL_ADDRESS]")
+    assert payloads[-2]["headwater"]["cache"] == {"outcome": "hit", "saved_tokens": 52}
+    assert payloads[-1]["usage"]["total_tokens"] == 0  # no model was called

@@ -38,6 +38,8 @@ def _record(
     model: str | None = "small-m",
     prompt: int = 10,
     completion: int = 5,
+    cost: float = 0.0,
+    gpu_seconds: float = 0.0,
 ) -> AuditRecord:
     return AuditRecord(
         request_id=request_id,
@@ -51,6 +53,8 @@ def _record(
         model=model,
         prompt_tokens=prompt,
         completion_tokens=completion,
+        cost=cost,
+        gpu_seconds=gpu_seconds,
         latency_ms=1.0,
     )
 
@@ -69,22 +73,25 @@ def _rows(ledger: UsageLedger, group_by: list[str], tenant: str = "acme") -> lis
 
 def test_report_sums_tokens_and_requests_per_department() -> None:
     ledger = _ledger(
-        _record("r1", prompt=10, completion=5),
-        _record("r2", prompt=7, completion=3),
-        _record("r3", department="finance", user="bob", key="k-bob", prompt=1, completion=1),
+        _record("r1", prompt=10, completion=5, cost=0.1, gpu_seconds=0.25),
+        _record("r2", prompt=7, completion=3, cost=0.2, gpu_seconds=0.000001),
+        _record("r3", department="finance", user="bob", key="k-bob", prompt=1, completion=1,
+                cost=0.000000001, gpu_seconds=1.5),
         _record("r4", department=None, user="carol", key=None, prompt=2, completion=0),
-    )
+    )  # fmt: skip
     report = ledger.report(tenant="acme", group_by=["department"], start=NOV, end=DEC)
+    # Costs and GPU time add up exactly (0.1 + 0.2 is 0.30000000000000004 in floats).
     assert [row.model_dump() for row in report.data] == [
         {"department": "finance", "prompt_tokens": 1, "completion_tokens": 1,
-         "total_tokens": 2, "requests": 1},
+         "total_tokens": 2, "requests": 1, "cost": 0.000000001, "gpu_seconds": 1.5},
         {"department": "hr", "prompt_tokens": 17, "completion_tokens": 8,
-         "total_tokens": 25, "requests": 2},
+         "total_tokens": 25, "requests": 2, "cost": 0.3, "gpu_seconds": 0.250001},
         {"department": None, "prompt_tokens": 2, "completion_tokens": 0,
-         "total_tokens": 2, "requests": 1},
+         "total_tokens": 2, "requests": 1, "cost": 0.0, "gpu_seconds": 0.0},
     ]  # fmt: skip
     assert report.totals.model_dump() == {
         "prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29, "requests": 4,
+        "cost": 0.300000001, "gpu_seconds": 1.750001,
     }  # fmt: skip
 
 
@@ -166,12 +173,19 @@ def test_group_by_combinations_partition_the_totals() -> None:
         ("bob", "k-bob2", 1),
     ]
     assert set(by_key[0]) == {"user", "key", "prompt_tokens", "completion_tokens",
-                              "total_tokens", "requests"}  # fmt: skip
+                              "total_tokens", "requests", "cost", "gpu_seconds"}  # fmt: skip
     everything = _rows(ledger, ["department", "key", "user", "model", "day"])
     assert len(everything) == 4
     assert sum(r["total_tokens"] for r in everything) == 4 * 15
     assert _rows(ledger, []) == [
-        {"prompt_tokens": 40, "completion_tokens": 20, "total_tokens": 60, "requests": 4}
+        {
+            "prompt_tokens": 40,
+            "completion_tokens": 20,
+            "total_tokens": 60,
+            "requests": 4,
+            "cost": 0.0,
+            "gpu_seconds": 0.0,
+        }  # fmt: skip
     ]
 
 
@@ -245,7 +259,9 @@ def _client(ledger: UsageLedger, principal: Principal) -> TestClient:
         return True
 
     audit = SimpleNamespace(flush=flushed)
-    app.state.services = SimpleNamespace(usage=ledger, audit=audit)
+    app.state.services = SimpleNamespace(
+        usage=ledger, audit=audit, settings=SimpleNamespace(cost_currency="EUR")
+    )
     app.dependency_overrides[get_principal] = lambda: principal
     return TestClient(app)
 
@@ -256,7 +272,7 @@ BILLING = Principal(tenant="acme", user_id="finance-bot", roles=("billing",))
 def test_billing_gets_the_report_of_its_own_tenant() -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     ledger = _ledger(
-        _record("a", at=now.isoformat(), prompt=3, completion=4),
+        _record("a", at=now.isoformat(), prompt=3, completion=4, cost=0.5, gpu_seconds=2.0),
         _record("b", at=now.isoformat(), tenant="globex", prompt=1000),
     )
     response = _client(ledger, BILLING).get("/v1/usage")
@@ -268,9 +284,10 @@ def test_billing_gets_the_report_of_its_own_tenant() -> None:
     assert datetime.fromisoformat(body["from"]).day == 1
     assert body["data"] == [
         {"department": "hr", "prompt_tokens": 3, "completion_tokens": 4,
-         "total_tokens": 7, "requests": 1},
+         "total_tokens": 7, "requests": 1, "cost": 0.5, "gpu_seconds": 2.0},
     ]  # fmt: skip
     assert body["totals"]["total_tokens"] == 7
+    assert body["currency"] == "EUR"
 
 
 def test_report_params_are_passed_through() -> None:
