@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from core.errors import UpstreamUnavailable
@@ -203,11 +203,25 @@ def _unavailable(exc: Exception) -> UpstreamUnavailable:
     return error
 
 
+# Connections one process keeps to the store. A request beyond them waits for one to be
+# free (up to the timeout) instead of failing: redis-py's default pool raises
+# ``MaxConnectionsError`` at once, which refused 14% of a load of 128 concurrent requests
+# with 503s (BENCHMARKS.md, gateway capacity).
+MAX_CONNECTIONS = 64
+
+
 @asynccontextmanager
 async def open_shared_store(url: str, *, timeout_s: float = 2.0) -> AsyncIterator[SharedStore]:
     """A client of the Redis at ``url`` (``redis://host:port/db``), closed on exit."""
-    client = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
+    client = Redis(connection_pool=pool)
     try:
         yield SharedStore(client)
     finally:
-        await client.aclose()
+        await client.aclose(close_connection_pool=True)

@@ -16,7 +16,13 @@ from acl.models import Principal
 from api.budgets import BudgetGuard, Reservation
 from api.cost import PriceTable
 from core.errors import BudgetExceeded, UpstreamUnavailable
-from core.redis_store import CounterCharge, SharedStore, counter_key, open_shared_store
+from core.redis_store import (
+    MAX_CONNECTIONS,
+    CounterCharge,
+    SharedStore,
+    counter_key,
+    open_shared_store,
+)
 from core.settings import BudgetRule, ModelPrice
 from deploy.process import free_port
 
@@ -134,3 +140,22 @@ async def test_an_unreachable_store_fails_closed() -> None:
         with pytest.raises(UpstreamUnavailable) as failed:
             await guard.reserve(_principal("acme"), prompt_tokens=1, max_tokens=1, models=["m"])
     assert failed.value.code == "shared_store_unavailable" and failed.value.retry_after_s == 1
+
+
+async def test_more_concurrent_requests_than_connections_wait_for_one_instead_of_failing(
+    redis_url: str,
+) -> None:
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    many = 3 * MAX_CONNECTIONS
+    rules = [BudgetRule(tenant=tenant, unit="tokens", limit=many * WORST, period="day")]
+    async with open_shared_store(redis_url) as store:
+        guard = _guard(store, rules)
+        outcomes = await asyncio.gather(
+            *(
+                guard.reserve(_principal(tenant), prompt_tokens=100, max_tokens=20, models=["m"])
+                for _ in range(many)
+            ),
+            return_exceptions=True,
+        )
+    refused = [o for o in outcomes if not isinstance(o, Reservation)]
+    assert not refused, refused[:3]
