@@ -1,6 +1,8 @@
 """Gateway overhead: the latency and throughput Headwater adds in front of a vLLM server.
 
     python -m bench.gateway --quick        # ~3 minutes on 2 cores, servers included
+    python -m bench.gateway --mock         # issue 17: a mock upstream, beside LiteLLM
+                                           # (bench/gateway_mock.py; --mock --help)
 
 Starts a private Kafka broker and a vLLM server with tiny-llama (deploy/llm/tiny_model.py:
 2 layers, random weights, so the model's own time is small and the proxy's share shows),
@@ -801,6 +803,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--mock" in argv:  # the mock-upstream mode has its own options and phases
+        from bench.gateway_mock import main as mock_main
+
+        return mock_main([a for a in argv if a != "--mock"])
     args = parse_args(argv)
     plan = make_plan(args)
     began = time.monotonic()

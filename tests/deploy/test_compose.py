@@ -95,7 +95,16 @@ def test_named_volumes_and_secrets_are_declared() -> None:
 
 def test_infrastructure_has_healthchecks() -> None:
     services = compose()["services"]
-    for name in ("kafka", "qdrant", "api", "prometheus", "grafana", "llm-small", "llm-large"):
+    for name in (
+        "kafka",
+        "qdrant",
+        "redis",
+        "api",
+        "prometheus",
+        "grafana",
+        "llm-small",
+        "llm-large",
+    ):
         assert services[name]["healthcheck"]["test"], name
     for name in ("llm-small-cpu", "llm-large-cpu"):
         assert services[name]["healthcheck"]["test"], name
@@ -135,3 +144,16 @@ def test_gpu_and_cpu_profiles_serve_each_tier_under_one_name(tier: str) -> None:
     depends = _depends_on(services["api"])
     for name in (f"llm-{tier}", f"llm-{tier}-cpu"):
         assert depends[name] == {"condition": "service_healthy", "required": False}
+
+
+def test_the_api_reaches_redis_with_the_local_config() -> None:
+    """The shared store of budgets and the answer cache: the API waits for it and is
+    given its URL; it runs deploy/redis/redis.conf, listening on the compose network."""
+    services = compose()["services"]
+    redis = services["redis"]
+    assert "./deploy/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis["volumes"]
+    assert redis["command"][:2] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+    assert "ports" not in redis  # only the containers reach it
+    api = services["api"]
+    assert api["environment"]["HEADWATER_REDIS_URL"] == "redis://redis:6379/0"
+    assert _depends_on(api)["redis"] == {"condition": "service_healthy"}

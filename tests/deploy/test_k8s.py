@@ -76,11 +76,12 @@ def _pod(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def test_services_and_autoscaler_point_at_real_workloads() -> None:
     deployments = _by_kind("Deployment")
+    workloads = [*deployments.values(), *_by_kind("StatefulSet").values()]
     for name, service in _by_kind("Service").items():
         selector = service["spec"]["selector"]
         matches = [
             d
-            for d in deployments.values()
+            for d in workloads
             if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
         ]
         assert matches, f"Service {name} selects no pods"
@@ -157,3 +158,37 @@ def test_external_services_are_documented_examples() -> None:
     assert config["HEADWATER_KAFKA_BOOTSTRAP"] == bootstrap
     assert config["HEADWATER_QDRANT_URL"] == "http://qdrant.qdrant.svc:6333"
     assert qdrant["config"]["cluster"]["enabled"] is True
+
+
+def test_redis_runs_the_local_config_and_only_the_api_reaches_it() -> None:
+    """The shared store: deploy/redis/redis.conf's settings (but on the pod network),
+    at the URL the API is given, behind a policy that admits the API pods alone."""
+    (redis,) = _by_kind("StatefulSet").values()
+    (container,) = _pod(redis)["containers"]
+    args = container["args"]
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    local = {}
+    for line in (K8S.parent / "redis" / "redis.conf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            local[f"--{key}"] = value.strip('"')
+    network = {"--bind", "--protected-mode", "--daemonize"}
+    assert {k: v for k, v in local.items() if k not in network} == {
+        k: v for k, v in given.items() if k not in network | {"--dir"}
+    }
+    assert given["--bind"] == "0.0.0.0"
+    service = _by_kind("Service")[redis["spec"]["serviceName"]]
+    port = service["spec"]["ports"][0]["port"]
+    config = _by_kind("ConfigMap")["headwater-config"]["data"]
+    assert config["HEADWATER_REDIS_URL"] == f"redis://{service['metadata']['name']}:{port}/0"
+    (policy,) = _by_kind("NetworkPolicy").values()
+    api_labels = _pod_labels(_by_kind("Deployment")["api"])
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert source["podSelector"]["matchLabels"].items() <= api_labels.items()
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= _pod_labels(redis).items()
+
+
+def _pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
