@@ -14,7 +14,7 @@ for the next one (``retried``); a 503 must carry ``Retry-After`` (the client wai
 long, at most a second, and asks again). Any other failure, and any hit whose document
 version the client's principal may not read, is counted against the run. Prints one JSON
 object; the pass mark is zeros in ``missing``, ``phantom``, ``stale``, ``acl_mismatch``,
-``unauthorised_hits`` and ``bad_answers``.
+``unauthorised_hits`` and ``bad_answers`` (a search no replica answered after retries counts as bad).
 """
 
 from __future__ import annotations
@@ -74,6 +74,13 @@ class Clients:
     unauthorised: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _count(self, outcome: str, bad: str | None = None) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+            if bad is not None:
+                self.bad.append(bad)
 
     def start(self, count: int = 2) -> None:
         for n in range(count):
@@ -96,32 +103,35 @@ class Clients:
                 time.sleep(0.05)
 
     def _one(self, http: httpx.Client, order: itertools.cycle[int], query: str) -> None:
-        for attempt in range(len(self.replicas) * 3):
+        tries = len(self.replicas) * 3
+        for attempt in range(tries):
             replica = self.replicas[next(order)]
             try:
                 response = http.post(f"{replica}/v1/search", json={"query": query, "top_k": 5})
             except httpx.TransportError:
-                self.outcomes["retried"] += 1  # the balancer moves to the next replica
+                self._count("retried")  # the balancer moves to the next replica
                 continue
             if response.status_code == 200:
-                self.outcomes["ok" if attempt == 0 else "ok_after_retry"] += 1
+                self._count("ok" if attempt == 0 else "ok_after_retry")
                 self._check_hits(response.json()["data"])
                 return
             retry_after = response.headers.get("Retry-After")
             if response.status_code == 503 and retry_after is not None:
-                self.outcomes["503_retry_after"] += 1
+                self._count("503_retry_after")
                 time.sleep(min(1.0, float(retry_after)))
                 continue
-            self.outcomes[f"status_{response.status_code}"] += 1
-            self.bad.append(f"{response.status_code} {response.text[:200]}")
+            self._count(
+                f"status_{response.status_code}", f"{response.status_code} {response.text[:200]}"
+            )
             return
-        self.outcomes["gave_up"] += 1
+        self._count("gave_up", f"no answer after {tries} tries")
 
     def _check_hits(self, hits: list[dict[str, Any]]) -> None:
         for hit in hits:
             acl = self.allowed.get((hit["doc_id"], hit["version"]))
             if acl is None or not acl.allows(READER):
-                self.unauthorised.append(f"{hit['doc_id']}@{hit['version']}")
+                with self._lock:
+                    self.unauthorised.append(f"{hit['doc_id']}@{hit['version']}")
 
 
 def _broker(root: Path, port: int, controller_port: int) -> ManagedProcess:
