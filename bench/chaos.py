@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -189,12 +187,6 @@ def _broker(root: Path, port: int, controller_port: int) -> ManagedProcess:
     )
 
 
-def _kill9(worker: ManagedProcess) -> None:
-    if worker.pid is not None:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.stop(timeout_s=5)
-
-
 def _reindex(root: Path, settings: Settings) -> ManagedProcess:
     return ManagedProcess(
         "reindex",
@@ -235,7 +227,7 @@ def reindex_with_kills(
         if not process.running():
             process.stop()
             break
-        _kill9(process)
+        process.kill()
         done += 1
         say(f"kill -9 #{done} of the re-index")
     process = _reindex(root, settings)
@@ -330,7 +322,7 @@ def run(
                 # Kill only a worker that is busy applying events, not one still loading.
                 if not _wait_progress(metrics_port, timeout_s=120, min_events=10):
                     break
-                _kill9(worker)
+                worker.kill()
                 done_kills += 1
                 say(f"kill -9 #{done_kills} of the worker at {time.monotonic() - started:.0f}s")
                 worker.start()

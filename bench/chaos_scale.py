@@ -14,7 +14,8 @@ for the next one (``retried``); a 503 must carry ``Retry-After`` (the client wai
 long, at most a second, and asks again). Any other failure, and any hit whose document
 version the client's principal may not read, is counted against the run. Prints one JSON
 object; the pass mark is zeros in ``missing``, ``phantom``, ``stale``, ``acl_mismatch``,
-``unauthorised_hits`` and ``bad_answers`` (a search no replica answered after retries counts as bad).
+``unauthorised_hits`` and ``bad_answers`` (a search that no replica answered after its
+retries counts as a bad answer).
 """
 
 from __future__ import annotations

@@ -135,6 +135,13 @@ class ManagedProcess:
         if self.pid_path:
             self.pid_path.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """kill -9 of the process and its children (a crash, for chaos tests), reaped."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.stop(timeout_s=5)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace").splitlines()

@@ -7,7 +7,9 @@ one consumer group, API replicas (the compose topology minus containers).
         scale.start_apis(2)
         scale.wait_ready(300)
         scale.cluster.kill(2)      # kill -9 of a node
-        scale.cluster.restart(2)   # same ports and storage: it rejoins and catches up
+        scale.restart_node(2)      # same ports and storage: it rejoins and catches up
+        scale.kill("worker-1")     # kill -9 of a Headwater process (start it again with
+                                   # scale.process("worker-1").start())
 
 Every Headwater process is given all the nodes' URLs (``HEADWATER_QDRANT_URL``, comma
 separated) and moves to the next node when one does not answer; collections are created
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -139,10 +140,7 @@ class QdrantCluster:
 
     def kill(self, index: int) -> None:
         """kill -9 of node ``index`` (0-based) and its children."""
-        process = self.processes[index]
-        if process.pid is not None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.stop(timeout_s=5)
+        self.processes[index].kill()
 
     def restart(self, index: int, *, timeout_s: float = 60) -> float:
         """Start node ``index`` again on its ports and storage; seconds until ready."""
@@ -239,16 +237,7 @@ class ScaleOut(SplitDeployment):
 
     def kill(self, name: str) -> None:
         """kill -9 of the process called ``name`` and its children."""
-        process = self.process(name)
-        if process.pid is not None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.stop(timeout_s=5)
-
-    def restart(self, name: str, *, timeout_s: float = 180) -> float:
-        """Start a Headwater process again with its own command, port and log."""
-        process = self.process(name)
-        process.start()
-        return process.wait_ready(timeout_s)
+        self.process(name).kill()
 
 
 # ``headwater up --scale``: the fixed local ports of each part.
