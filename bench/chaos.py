@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,11 +133,31 @@ class AckedSends:
             self._topic, key=event.key.encode(), value=event.to_json(), on_done=on_done
         )
 
+    def publish_paced(self, events: list[DocumentEvent], *, rate: float) -> threading.Thread:
+        """A started thread that sends ``events`` at ``rate`` per second."""
+        started = time.monotonic()
+
+        def publish() -> None:
+            for seq, event in enumerate(events):
+                time.sleep(max(0.0, started + seq / rate - time.monotonic()))
+                self.send(seq, event)
+
+        thread = threading.Thread(target=publish, name="chaos-publisher")
+        thread.start()
+        return thread
+
+    def expected(self) -> dict[DocumentKey, Expected]:
+        """What the acknowledged sends imply, applied in send order."""
+        expected: dict[DocumentKey, Expected] = {}
+        for _, event in sorted(self.acked, key=lambda pair: pair[0]):
+            expected.setdefault((event.tenant, event.doc_id), Expected()).apply(event)
+        return expected
+
     def close(self) -> None:
         self._producer.close()
 
 
-def _applied_events(port: int) -> float:
+def applied_events(port: int) -> float:
     """Events the worker applied since it started (its own /metrics)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
@@ -153,7 +174,7 @@ def _applied_events(port: int) -> float:
 def _wait_progress(port: int, *, timeout_s: float, min_events: int) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if _applied_events(port) >= min_events:
+        if applied_events(port) >= min_events:
             return True
         time.sleep(0.2)
     return False
@@ -178,7 +199,7 @@ def _worker(root: Path, settings: Settings, flag: Path, metrics_port: int) -> Ma
     )
 
 
-def _broker(root: Path, port: int, controller_port: int) -> ManagedProcess:
+def broker_process(root: Path, port: int, controller_port: int) -> ManagedProcess:
     return kafka_process(
         port=port,
         controller_port=controller_port,
@@ -244,6 +265,29 @@ def reindex_with_kills(
     return {"reindex_kills": done, **{f"reindex_{k}": v for k, v in result.items()}}
 
 
+def wait_lag(
+    settings: Settings, *, timeout_s: float, tails: Callable[[], str], poll_s: float = 1.0
+) -> None:
+    """Returns once the consumer group has consumed the documents topic to its end (asked
+    every ``poll_s``); exits with the lag and ``tails()`` (say, the processes' log tails)
+    after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            lag = consumer_lag(
+                settings.kafka_bootstrap,
+                group=settings.consumer_group,
+                topic=settings.documents_topic,
+            )
+        except UpstreamUnavailable:  # the group coordinator is still moving
+            lag = {}
+        if lag and sum(lag.values()) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"lag never reached 0: {lag}\n{tails()}")
+        time.sleep(poll_s)
+
+
 def check(store: VectorStore, expected: dict[DocumentKey, Expected]) -> dict[str, int]:
     """Compare every stored chunk with the expected documents."""
     import hashlib
@@ -291,7 +335,7 @@ def run(
     with workspace() as root:
         port, controller_port = free_port(), free_port()
         bootstrap = f"127.0.0.1:{port}"
-        broker = _broker(root, port, controller_port)
+        broker = broker_process(root, port, controller_port)
         worker: ManagedProcess | None = None
         try:
             broker.start()
@@ -309,14 +353,7 @@ def run(
             worker.start()
             sends = AckedSends(bootstrap, settings.documents_topic)
             started = time.monotonic()
-
-            def publish() -> None:
-                for seq, event in enumerate(events):
-                    time.sleep(max(0.0, started + seq / rate - time.monotonic()))
-                    sends.send(seq, event)
-
-            publisher = threading.Thread(target=publish, name="chaos-publisher")
-            publisher.start()
+            publisher = sends.publish_paced(events, rate=rate)
             done_kills = 0
             for _ in range(kills):
                 # Kill only a worker that is busy applying events, not one still loading.
@@ -330,7 +367,7 @@ def run(
             if restart_broker and publisher.is_alive():
                 say(f"restarting the Kafka broker at {time.monotonic() - started:.0f}s")
                 broker.stop()
-                broker = _broker(root, port, controller_port)
+                broker = broker_process(root, port, controller_port)
                 broker.start()
                 broker.wait_ready(120)
                 broker_restarted = True
@@ -347,23 +384,9 @@ def run(
             say(
                 f"published {len(events)} events ({sends.failed} unacknowledged); waiting for lag 0"
             )
-            deadline = time.monotonic() + 600
-            while True:
-                try:
-                    lag = consumer_lag(
-                        bootstrap, group=settings.consumer_group, topic=settings.documents_topic
-                    )
-                except UpstreamUnavailable:  # the group coordinator is still moving
-                    lag = {}
-                if lag and sum(lag.values()) == 0:
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"lag never reached 0: {lag}\n{worker.log_tail()}")
-                time.sleep(1)
+            wait_lag(settings, timeout_s=600, tails=worker.log_tail)
             worker.stop()
-            expected: dict[DocumentKey, Expected] = {}
-            for _, event in sorted(sends.acked, key=lambda pair: pair[0]):
-                expected.setdefault((event.tenant, event.doc_id), Expected()).apply(event)
+            expected = sends.expected()
             store = EdgeStore(settings.store_path, alias=settings.collection)
             try:
                 result = check(store, expected)

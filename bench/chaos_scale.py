@@ -34,18 +34,23 @@ from typing import Any
 import httpx
 
 from acl.models import DocumentAcl, Principal
-from bench.chaos import GROUPS, AckedSends, Expected, check, workload
+from bench.chaos import (
+    GROUPS,
+    AckedSends,
+    applied_events,
+    broker_process,
+    check,
+    wait_lag,
+    workload,
+)
 from bench.harness import WORDS, workspace
-from core.errors import UpstreamUnavailable
-from core.kafka import consumer_lag, ensure_topics
+from core.kafka import ensure_topics
 from core.settings import Settings
-from deploy.process import ManagedProcess, free_port
-from deploy.scale import ScaleOut
-from deploy.stack import kafka_process
+from deploy.process import free_port
+from deploy.scale import QdrantCluster, ScaleOut
 from headwater.keys_cli import open_registry
 from ingest.models import DocumentEvent
 from retrieval.qdrant import QdrantServerStore
-from retrieval.schema import DocumentKey
 
 READER = Principal(tenant="acme", user_id="user0@acme.com", groups=tuple(GROUPS[:2]))
 Say = Callable[[str], None]
@@ -135,31 +140,17 @@ class Clients:
                     self.unauthorised.append(f"{hit['doc_id']}@{hit['version']}")
 
 
-def _broker(root: Path, port: int, controller_port: int) -> ManagedProcess:
-    return kafka_process(
-        port=port,
-        controller_port=controller_port,
-        data_dir=root / "kafka",
-        log_path=root / "kafka.log",
+def _applied(scale: ScaleOut) -> float:
+    """Events the running workers applied since they started (their own /metrics)."""
+    return sum(
+        applied_events(int(process.env["HEADWATER_PORT"]))
+        for process in scale.processes
+        if process.name.startswith("worker") and process.running()
     )
 
 
-def _applied(scale: ScaleOut) -> float:
-    """Events the running workers applied since they started (their own /metrics)."""
-    total = 0.0
-    for process in scale.processes:
-        if not process.name.startswith("worker") or not process.running():
-            continue
-        try:
-            text = httpx.get(f"http://127.0.0.1:{process.env['HEADWATER_PORT']}/metrics").text
-        except httpx.TransportError:
-            continue
-        total += sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("headwater_ingest_events_total{") and 'outcome="applied"' in line
-        )
-    return total
+def _all_active(cluster: QdrantCluster, collection: str) -> bool:
+    return set(cluster.replica_states(collection)) == {"Active"}
 
 
 def _wait(what: Callable[[], bool], timeout_s: float) -> bool:
@@ -210,7 +201,7 @@ def run_scale_out(
     with workspace() as root:
         port, controller_port = free_port(), free_port()
         bootstrap = f"127.0.0.1:{port}"
-        broker = _broker(root, port, controller_port)
+        broker = broker_process(root, port, controller_port)
         broker.start()
         scale: ScaleOut | None = None
         clients: Clients | None = None
@@ -229,17 +220,11 @@ def run_scale_out(
             scale.start_worker(name="worker-2")
             replicas = scale.start_apis(2, need_llm=False)
             scale.wait_ready(300)
-            assert scale.cluster is not None
+            cluster = scale.cluster
+            assert cluster is not None
             started = time.monotonic()
             sends = AckedSends(bootstrap, settings.documents_topic)
-
-            def publish() -> None:
-                for seq, event in enumerate(events):
-                    time.sleep(max(0.0, started + seq / rate - time.monotonic()))
-                    sends.send(seq, event)
-
-            publisher = threading.Thread(target=publish, name="chaos-publisher")
-            publisher.start()
+            publisher = sends.publish_paced(events, rate=rate)
             clients = Clients(replicas=replicas, key=key, allowed=acl_history(events))
             clients.start()
 
@@ -251,22 +236,17 @@ def run_scale_out(
             for kill in range(node_kills):
                 node = kill % 3  # node 1 first: every process asks it first
                 say(f"kill -9 of Qdrant node {node + 1} at {at()}")
-                scale.cluster.kill(node)
+                cluster.kill(node)
                 faults["qdrant_node_kills"] += 1
                 time.sleep(5)
                 waited = scale.restart_node(node)
                 say(f"Qdrant node {node + 1} back at {at()} ({waited:.0f}s to ready)")
                 if kill + 1 < node_kills:  # the next kill only once every copy is back
-                    _wait(
-                        lambda: (
-                            set(scale.cluster.replica_states(settings.collection)) == {"Active"}
-                        ),
-                        120,
-                    )
+                    _wait(lambda: _all_active(cluster, settings.collection), 120)
             if restart_broker and publisher.is_alive():
                 say(f"restarting the Kafka broker at {at()}")
                 broker.stop()
-                broker = _broker(root, port, controller_port)
+                broker = broker_process(root, port, controller_port)
                 broker.start()
                 broker.wait_ready(120)
                 faults["broker_restarts"] += 1
@@ -287,12 +267,10 @@ def run_scale_out(
                 waited = scale.process(name).wait_ready(300)
                 say(f"{name} ready again at {at()} (waited {waited:.0f}s more)")
             say(f"published {len(events)} events ({sends.failed} unacknowledged) at {at()}")
-            _wait_lag(settings, scale, timeout_s=900)
+            wait_lag(settings, timeout_s=900, tails=lambda: scale.log_tails(30))
             clients.stop()
             say(f"lag 0 at {at()}; comparing the cluster with the acknowledged sends")
-            expected: dict[DocumentKey, Expected] = {}
-            for _, event in sorted(sends.acked, key=lambda pair: pair[0]):
-                expected.setdefault((event.tenant, event.doc_id), Expected()).apply(event)
+            expected = sends.expected()
             store = QdrantServerStore.connect(
                 str(scale.qdrant_url), api_key=None, alias=settings.collection
             )
@@ -300,7 +278,7 @@ def run_scale_out(
                 result = check(store, expected)
             finally:
                 store.close()
-            replicas_now = scale.cluster.replica_states(settings.collection)
+            replicas_now = cluster.replica_states(settings.collection)
             return {
                 "documents": documents,
                 "events": len(events),
@@ -324,21 +302,3 @@ def run_scale_out(
             if scale is not None:
                 scale.stop()
             broker.stop()
-
-
-def _wait_lag(settings: Settings, scale: ScaleOut, *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            lag = consumer_lag(
-                settings.kafka_bootstrap,
-                group=settings.consumer_group,
-                topic=settings.documents_topic,
-            )
-        except UpstreamUnavailable:  # the group coordinator is still moving
-            lag = {}
-        if lag and sum(lag.values()) == 0:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"lag never reached 0: {lag}\n{scale.log_tails(30)}")
-        time.sleep(1)

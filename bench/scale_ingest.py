@@ -26,9 +26,9 @@ import time
 import uuid
 from typing import Any
 
+from bench.chaos import wait_lag
 from bench.harness import document, rss_mb, workspace
-from core.errors import UpstreamUnavailable
-from core.kafka import KafkaProducer, consumer_lag, ensure_topics
+from core.kafka import KafkaProducer, ensure_topics
 from core.settings import Settings
 from deploy.process import ManagedProcess, free_port
 from deploy.scale import ScaleOut
@@ -38,23 +38,6 @@ from retrieval.qdrant import QdrantServerStore
 
 def _memory(processes: list[ManagedProcess]) -> dict[str, float]:
     return {p.name: rss_mb(p.pid) for p in processes if p.pid is not None and p.running()}
-
-
-def _wait_lag_zero(settings: Settings, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            lag = consumer_lag(
-                settings.kafka_bootstrap,
-                group=settings.consumer_group,
-                topic=settings.documents_topic,
-            )
-        except UpstreamUnavailable:
-            lag = {}
-        if lag and sum(lag.values()) == 0:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the workers did not catch up within {timeout_s:.0f}s")
 
 
 def one_run(
@@ -100,7 +83,7 @@ def one_run(
     producer.close()
     if failed:
         raise SystemExit(f"{len(failed)} documents were not acknowledged: {failed[0]}")
-    _wait_lag_zero(settings, timeout_s=1800)
+    wait_lag(settings, timeout_s=1800, tails=lambda: "the workers did not catch up", poll_s=0.2)
     elapsed = time.monotonic() - started
     memory = _memory(scale.processes)
     store = QdrantServerStore.connect(
@@ -160,7 +143,7 @@ def main() -> None:
             broker.stop()
 
     def median(workers: int, key: str) -> float:
-        return statistics.median(r[key] for r in results if r["workers"] == workers)
+        return float(statistics.median(r[key] for r in results if r["workers"] == workers))
 
     print(
         json.dumps(

@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from deploy.process import ManagedProcess, ReadyCheck, StackError, free_port, http_ok
 from deploy.stack import REPO
@@ -129,7 +130,7 @@ class SplitDeployment:
         self.worker_metrics_url: str | None = None
         self._pending: list[ManagedProcess] = []
 
-    def __enter__(self) -> SplitDeployment:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
