@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import zlib
@@ -108,27 +109,22 @@ class KafkaProducer:
                 return
             on_done(None, Delivered(topic, message.partition() or 0, message.offset() or 0))
 
-        # librdkafka's "unassigned": its partitioner picks.
-        where = -1 if partition is None else partition
+        queue = functools.partial(
+            self._producer.produce,
+            topic,
+            key=key,
+            value=value,
+            headers=list(headers),
+            on_delivery=callback,
+            # librdkafka's "unassigned": its partitioner picks.
+            partition=-1 if partition is None else partition,
+        )
         try:
-            self._producer.produce(
-                topic,
-                key=key,
-                value=value,
-                headers=list(headers),
-                on_delivery=callback,
-                partition=where,
-            )
-        except BufferError:
-            self._producer.flush(5)
-            self._producer.produce(
-                topic,
-                key=key,
-                value=value,
-                headers=list(headers),
-                on_delivery=callback,
-                partition=where,
-            )
+            try:
+                queue()
+            except BufferError:  # the local queue is full: let deliveries drain, once
+                self._producer.flush(5)
+                queue()
         except KafkaException as exc:
             raise UpstreamUnavailable(f"Kafka refused the message: {exc}") from exc
 
