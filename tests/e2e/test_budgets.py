@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,11 +29,12 @@ from core.kafka.follower import read_to_end
 from core.redis_store import open_shared_store
 from core.settings import BudgetRule, ModelPrice
 from deploy.process import StackError
-from deploy.split import QDRANT_BIN_ENV, SplitDeployment, qdrant_binary
+from deploy.split import SplitDeployment, qdrant_binary
 from deploy.stack import StackPaths
 from inference.tokens import ModelTokenizer
 from tests.conftest import TINY_MODEL_NAME
 from tests.e2e.conftest import auth
+from tests.qdrant_server import missing_binary_reason
 
 pytestmark = pytest.mark.e2e
 
@@ -89,9 +89,9 @@ def replicas(
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[Replicas]:
-    binary = qdrant_binary()
-    if not os.access(binary, os.X_OK):
-        pytest.skip(f"no Qdrant server binary at {binary} (../shared/bin; or {QDRANT_BIN_ENV})")
+    missing = missing_binary_reason()
+    if missing is not None:
+        pytest.skip(missing)
     root = tmp_path_factory.mktemp("budgets")
     keys = root / "keys.json"
     keys.write_text(json.dumps({"keys": KEYS}))
@@ -123,7 +123,7 @@ def replicas(
     }
     split = SplitDeployment(root, env=env)
     try:
-        split.start_qdrant(binary)
+        split.start_qdrant(qdrant_binary())
         # One after the other: the first creates the collection on the empty server.
         (first,) = split.start_apis(1)
         split.wait_ready(300)
