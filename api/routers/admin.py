@@ -11,12 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from acl.keys import KeyEntry
 from acl.models import Principal
-from api.deps import PrincipalDep, ServicesDep
-from core.errors import NotFound, PermissionDenied
+from api.deps import ServicesDep
+from api.roles import KeyAdminDep
+from core.errors import NotFound
 
 router = APIRouter(tags=["admin"])
-
-ADMIN_ROLE = "admin"
 
 
 class KeyRequest(BaseModel):
@@ -61,32 +60,23 @@ class KeyList(BaseModel):
     data: list[KeyInfo]
 
 
-def _admin(principal: Principal) -> Principal:
-    if ADMIN_ROLE not in principal.roles:
-        raise PermissionDenied("managing keys needs the 'admin' role", code="not_an_admin")
-    return principal
-
-
 @router.post("/v1/admin/keys", status_code=status.HTTP_201_CREATED)
-async def create_key(
-    body: KeyRequest, principal: PrincipalDep, services: ServicesDep
-) -> CreatedKey:
-    admin = _admin(principal)
+async def create_key(body: KeyRequest, admin: KeyAdminDep, services: ServicesDep) -> CreatedKey:
     new = Principal(tenant=admin.tenant, **body.model_dump())
     key, entry = await asyncio.to_thread(services.keys.registry.create, new)
     return CreatedKey(key=key, **KeyInfo.of(entry).model_dump())
 
 
 @router.get("/v1/admin/keys")
-async def list_keys(principal: PrincipalDep, services: ServicesDep) -> KeyList:
-    tenant = _admin(principal).tenant
+async def list_keys(admin: KeyAdminDep, services: ServicesDep) -> KeyList:
+    tenant = admin.tenant
     entries = await asyncio.to_thread(services.keys.registry.entries)
     return KeyList(data=[KeyInfo.of(entry) for entry in entries if entry.tenant == tenant])
 
 
 @router.delete("/v1/admin/keys/{key_id}")
-async def revoke_key(key_id: str, principal: PrincipalDep, services: ServicesDep) -> KeyInfo:
-    tenant = _admin(principal).tenant
+async def revoke_key(key_id: str, admin: KeyAdminDep, services: ServicesDep) -> KeyInfo:
+    tenant = admin.tenant
     store = services.keys.registry
     entries = await asyncio.to_thread(store.entries)
     if not any(entry.key_id == key_id and entry.tenant == tenant for entry in entries):

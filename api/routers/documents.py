@@ -17,13 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from acl.models import DocumentAcl, Principal
 from api.deps import PrincipalDep, ServicesDep
-from core.errors import InvalidRequest, PermissionDenied
+from api.roles import ADMIN, CONNECTOR, ConnectorDep, check_role
+from core.errors import InvalidRequest
 from ingest.models import DocumentEvent
 from ingest.publish import Requester
 
 router = APIRouter(tags=["documents"])
-
-CONNECTOR_ROLE = "connector"
 
 
 class DocumentIn(BaseModel):
@@ -72,17 +71,6 @@ class Erasure(BaseModel):
     offset: int = Field(description="Offset of the document's tombstone.")
 
 
-ERASER_ROLES = frozenset({CONNECTOR_ROLE, "admin"})
-
-
-def _connector(principal: Principal) -> Principal:
-    if CONNECTOR_ROLE not in principal.roles:
-        raise PermissionDenied(
-            "writing documents needs the 'connector' role on the API key", code="not_a_connector"
-        )
-    return principal
-
-
 async def _publish(services: ServicesDep, event: DocumentEvent) -> Accepted:
     delivered = await services.publisher.publish_async(event)
     return Accepted(
@@ -97,18 +85,18 @@ async def _publish(services: ServicesDep, event: DocumentEvent) -> Accepted:
 
 @router.post("/v1/documents", status_code=status.HTTP_202_ACCEPTED)
 async def upsert_document(
-    body: DocumentIn, principal: PrincipalDep, services: ServicesDep
+    body: DocumentIn, connector: ConnectorDep, services: ServicesDep
 ) -> Accepted:
-    tenant = _connector(principal).tenant
+    tenant = connector.tenant
     event = DocumentEvent(op="upsert", tenant=tenant, **body.model_dump())
     return await _publish(services, event)
 
 
 @router.put("/v1/documents/{doc_id}/acl", status_code=status.HTTP_202_ACCEPTED)
 async def replace_acl(
-    doc_id: str, body: AclIn, principal: PrincipalDep, services: ServicesDep
+    doc_id: str, body: AclIn, connector: ConnectorDep, services: ServicesDep
 ) -> Accepted:
-    tenant = _connector(principal).tenant
+    tenant = connector.tenant
     event = DocumentEvent(
         op="acl", tenant=tenant, doc_id=doc_id, version=body.version, acl=body.acl
     )
@@ -134,7 +122,7 @@ async def delete_document(
 ) -> Accepted | Erasure:
     if erase:
         return await _erase(doc_id, principal, services)
-    tenant = _connector(principal).tenant
+    tenant = check_role(principal, CONNECTOR, doing="writing documents").tenant
     if version is None:
         raise InvalidRequest("a delete needs its 'version' (or erase=true)", param="version")
     event = DocumentEvent(op="delete", tenant=tenant, doc_id=doc_id, version=version)
@@ -142,11 +130,7 @@ async def delete_document(
 
 
 async def _erase(doc_id: str, principal: Principal, services: ServicesDep) -> Erasure:
-    if not ERASER_ROLES & set(principal.roles):
-        raise PermissionDenied(
-            "erasing documents needs the 'connector' or 'admin' role on the API key",
-            code="not_an_eraser",
-        )
+    check_role(principal, CONNECTOR, ADMIN, doing="erasing documents")
     requester = Requester(user_id=principal.user_id, via="api", key_id=principal.key_id)
     record = await services.eraser.erase(principal.tenant, doc_id, requester=requester)
     return Erasure(

@@ -9,14 +9,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from acl.models import Principal
-from api.deps import AuditDep, PrincipalDep, ServicesDep
+from api.deps import AuditDep, ServicesDep
+from api.roles import BillingDep
 from api.usage import UsageLedger, UsageReport, parse_group_by, parse_window
-from core.errors import PermissionDenied, UpstreamUnavailable
+from core.errors import UpstreamUnavailable
 
 router = APIRouter(tags=["usage"])
 
-USAGE_ROLES = frozenset({"admin", "billing"})
 CATCH_UP_TIMEOUT_S = 5.0
 
 
@@ -28,17 +27,9 @@ async def get_usage_ledger(request: Request) -> UsageLedger:
 UsageLedgerDep = Annotated[UsageLedger, Depends(get_usage_ledger)]
 
 
-def _billing(principal: Principal) -> Principal:
-    if not USAGE_ROLES & set(principal.roles):
-        raise PermissionDenied(
-            "the usage report needs the 'admin' or 'billing' role", code="not_billing"
-        )
-    return principal
-
-
 @router.get("/v1/usage", response_model_by_alias=True)
 async def usage_report(
-    principal: PrincipalDep,
+    principal: BillingDep,
     ledger: UsageLedgerDep,
     audit: AuditDep,
     services: ServicesDep,
@@ -46,7 +37,7 @@ async def usage_report(
     start: Annotated[str | None, Query(alias="from", description="ISO 8601 date or time.")] = None,
     end: Annotated[str | None, Query(alias="to", description="ISO 8601 date or time.")] = None,
 ) -> UsageReport:
-    tenant = _billing(principal).tenant
+    tenant = principal.tenant
     settings = services.settings
     dimensions = parse_group_by(group_by)
     first, last = parse_window(start, end, now=datetime.now(UTC))

@@ -38,7 +38,7 @@ def test_admin_creates_lists_and_revokes_a_key(client: TestClient) -> None:
 
 def test_only_admins_manage_keys(client: TestClient) -> None:
     response = client.get("/v1/admin/keys", headers=auth(HR_KEY))
-    assert response.status_code == 403 and response.json()["error"]["code"] == "not_an_admin"
+    assert response.status_code == 403 and response.json()["error"]["code"] == "missing_role"
     missing = client.delete("/v1/admin/keys/000000000000", headers=auth(ADMIN_KEY))
     assert missing.status_code == 404
 

@@ -67,7 +67,7 @@ def test_only_connectors_may_write_documents(client: TestClient) -> None:
         "/v1/documents", json={"doc_id": "x", "version": 1, "text": "x"}, headers=auth(HR_KEY)
     )
     assert response.status_code == 403
-    assert response.json()["error"]["code"] == "not_a_connector"
+    assert response.json()["error"]["code"] == "missing_role"
 
 
 def test_any_producer_that_writes_the_documented_json_works(

@@ -4,7 +4,6 @@ operations snapshot read from this process's registry, and the role guard."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
@@ -72,15 +71,9 @@ def test_the_snapshot_reads_this_processs_metrics() -> None:
     assert not snapshot.process_ingest
 
 
-def test_require_role_refuses_a_principal_without_the_role(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_require_role_refuses_a_principal_without_the_role() -> None:
     principal = Principal(tenant="acme", user_id="u", roles=("billing",))
-
-    async def caller(_request: object) -> Principal:
-        return principal
-
-    monkeypatch.setattr("api.roles.get_principal", caller)
-    request = SimpleNamespace()
-    assert asyncio.run(require_role("admin", "billing")(request)) is principal  # type: ignore[arg-type]
+    assert asyncio.run(require_role("admin", "billing")(principal)) is principal
     with pytest.raises(PermissionDenied) as refused:
-        asyncio.run(require_role("admin")(request))  # type: ignore[arg-type]
+        asyncio.run(require_role("admin")(principal))
     assert refused.value.code == "missing_role"
